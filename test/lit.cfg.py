@@ -1,0 +1,27 @@
+# -*- Python -*-
+# lit configuration for moec: .mlir tests of the dialect and passes, .test
+# tests of the tools. Run with `ninja -C build check-moec`.
+
+import os
+
+import lit.formats
+from lit.llvm import llvm_config
+
+config.name = "MOEC"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir", ".test"]
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "unit", "fixtures"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.moec_obj_root, "test")
+
+config.environment["FILECHECK_OPTS"] = "--enable-var-scope"
+config.substitutions.append(("%moec_src_root", config.moec_src_root))
+config.substitutions.append(
+    ("%fixtures", os.path.join(config.moec_src_root, "test", "fixtures"))
+)
+
+llvm_config.use_default_substitutions()
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+llvm_config.add_tool_substitutions(
+    ["moec-opt", "moec"], [config.moec_tools_dir]
+)
