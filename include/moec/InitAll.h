@@ -18,7 +18,9 @@ inline void registerAllMoecDialects(mlir::DialectRegistry &registry) {
   registry.insert<mlir::moe::MoeDialect>();
 }
 
-inline void registerAllMoecPasses() { mlir::moe::registerMoePasses(); }
+inline void registerAllMoecPasses() {
+  mlir::moe::registerMoePassesAndPipelines();
+}
 
 } // namespace moec
 

@@ -8,6 +8,7 @@
 #define MOE_TRANSFORMS_PASSES_H
 
 #include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassManager.h"
 #include "moe/IR/MoeDialect.h"
 
 namespace mlir::moe {
@@ -17,6 +18,14 @@ namespace mlir::moe {
 
 #define GEN_PASS_REGISTRATION
 #include "moe/Transforms/Passes.h.inc"
+
+/// The moe-to-moe optimization pipeline `moec compile` runs after import, in
+/// order: canonicalize, --moe-fuse-norms, cse. Later fusion passes (attention,
+/// experts) slot in here. Also registered as `--moe-optimize`.
+void buildMoeOptimizationPipeline(OpPassManager &pm);
+
+/// Registers the passes and the `moe-optimize` pipeline.
+void registerMoePassesAndPipelines();
 
 } // namespace mlir::moe
 

@@ -1,0 +1,25 @@
+//===- Pipelines.cpp - moe optimization pipeline --------------------------===//
+//
+// Part of moec.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Transforms/Passes.h"
+
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+void mlir::moe::buildMoeOptimizationPipeline(OpPassManager &pm) {
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createMoeFuseNormsPass());
+  pm.addPass(createCSEPass());
+}
+
+void mlir::moe::registerMoePassesAndPipelines() {
+  registerMoePasses();
+  PassPipelineRegistration<>(
+      "moe-optimize",
+      "The moe-to-moe pipeline of `moec compile` (canonicalize, fuse norms, "
+      "cse)",
+      [](OpPassManager &pm) { buildMoeOptimizationPipeline(pm); });
+}

@@ -1,0 +1,228 @@
+//===- moec.cpp - the moec compiler driver --------------------------------===//
+//
+// Part of moec. `moec import | compile | inspect`: the command a user runs
+// on a HuggingFace checkpoint. Every failure is one line on stderr naming the
+// file, tensor or flag at fault, and a non-zero exit; outputs are written to
+// a temporary file and renamed, so nothing half-written is left behind.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moec/Frontend/Importer.h"
+#include "moec/Frontend/Inspect.h"
+#include "moec/InitAll.h"
+
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Pass/PassInstrumentation.h"
+#include "mlir/Pass/PassManager.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace llvm;
+
+namespace {
+
+cl::SubCommand importCommand(
+    "import", "Import a HuggingFace checkpoint directory into the moe dialect "
+              "and print the module (weights stay references)");
+cl::SubCommand compileCommand(
+    "compile", "Compile a HuggingFace checkpoint directory for a target");
+cl::SubCommand inspectCommand(
+    "inspect", "Describe a checkpoint directory (config, weight table, sizes)");
+
+cl::OptionCategory moecCategory("moec options");
+
+cl::opt<std::string> inputPath(cl::Positional, cl::Required,
+                               cl::desc("<checkpoint directory>"),
+                               cl::sub(importCommand), cl::sub(compileCommand),
+                               cl::sub(inspectCommand), cl::cat(moecCategory));
+
+cl::opt<std::string> outputPath("o", cl::desc("Output file ('-' for stdout)"),
+                                cl::value_desc("file"), cl::init("-"),
+                                cl::sub(importCommand),
+                                cl::sub(compileCommand),
+                                cl::cat(moecCategory));
+
+cl::opt<int64_t> maxSeqLen(
+    "max-seq-len",
+    cl::desc("KV-cache capacity in tokens (default: min(max_position_"
+             "embeddings, 4096))"),
+    cl::init(0), cl::sub(importCommand), cl::sub(compileCommand),
+    cl::cat(moecCategory));
+
+cl::opt<std::string> target("target",
+                            cl::desc("Code generation target: cpu, cuda, or "
+                                     "cuda:sm_XX"),
+                            cl::init("cpu"), cl::sub(compileCommand),
+                            cl::cat(moecCategory));
+
+enum class EmitKind { Moe, Artifact };
+cl::opt<EmitKind> emit(
+    "emit", cl::desc("Where compilation stops"), cl::init(EmitKind::Artifact),
+    cl::values(clEnumValN(EmitKind::Moe, "moe",
+                          "the optimized moe-dialect module"),
+               clEnumValN(EmitKind::Artifact, "artifact",
+                          "a deployable .moec artifact")),
+    cl::sub(compileCommand), cl::cat(moecCategory));
+
+cl::opt<bool> printIRAfterAll("print-ir-after-all",
+                              cl::desc("Print the IR after every pass (to "
+                                       "stderr)"),
+                              cl::sub(compileCommand), cl::cat(moecCategory));
+
+cl::opt<std::string>
+    dumpIRDir("dump-ir-dir",
+              cl::desc("Write the IR after import and after every pass to "
+                       "numbered files in this directory"),
+              cl::value_desc("dir"), cl::sub(compileCommand),
+              cl::cat(moecCategory));
+
+[[noreturn]] void fail(const Twine &message) {
+  WithColor::error(errs(), "moec") << message << "\n";
+  std::exit(1);
+}
+
+void failOn(Error error) {
+  if (error)
+    fail(toString(std::move(error)));
+}
+
+// Writes `text` to `path` atomically (temp file + rename); '-' is stdout.
+void writeOutput(StringRef path, function_ref<void(raw_ostream &)> write) {
+  failOn(llvm::writeToOutput(path, [&](raw_ostream &os) -> Error {
+    write(os);
+    return Error::success();
+  }));
+}
+
+// Writes the module after import and after each pass to DIR/NN-name.mlir.
+class DumpIRInstrumentation : public mlir::PassInstrumentation {
+public:
+  explicit DumpIRInstrumentation(std::string dir) : dir(std::move(dir)) {}
+
+  void dump(StringRef name, mlir::Operation *op) {
+    SmallString<256> path(dir);
+    sys::path::append(path, formatv("{0:d2}-{1}.mlir", index++, name).str());
+    writeOutput(path, [&](raw_ostream &os) { op->print(os); });
+  }
+
+  void runAfterPass(mlir::Pass *pass, mlir::Operation *op) override {
+    dump(pass->getArgument().empty() ? pass->getName() : pass->getArgument(),
+         op);
+  }
+
+private:
+  std::string dir;
+  unsigned index = 0;
+};
+
+struct Target {
+  enum Kind { Cpu, Cuda } kind;
+  std::string chip; // cuda: sm_XX
+};
+
+Target parseTarget(StringRef spec) {
+  if (spec == "cpu")
+    return {Target::Cpu, ""};
+  if (spec == "cuda")
+    return {Target::Cuda, "sm_90"};
+  if (spec.consume_front("cuda:")) {
+    StringRef digits = spec;
+    if (digits.consume_front("sm_") && !digits.empty() &&
+        all_of(digits.drop_back(digits.ends_with("a") ? 1 : 0), isDigit))
+      return {Target::Cuda, spec.str()};
+  }
+  fail("--target=" + spec + ": expected cpu, cuda or cuda:sm_XX (e.g. "
+                            "cuda:sm_90)");
+}
+
+mlir::OwningOpRef<mlir::ModuleOp> importOrFail(mlir::MLIRContext &context) {
+  moec::ImportOptions options;
+  options.maxSequenceLength = maxSeqLen;
+  if (maxSeqLen < 0)
+    fail("--max-seq-len must be positive");
+  Expected<mlir::OwningOpRef<mlir::ModuleOp>> module =
+      moec::importCheckpoint(context, inputPath, options);
+  if (!module)
+    fail(toString(module.takeError()));
+  return std::move(*module);
+}
+
+int runImport(mlir::MLIRContext &context) {
+  mlir::OwningOpRef<mlir::ModuleOp> module = importOrFail(context);
+  writeOutput(outputPath, [&](raw_ostream &os) { module->print(os); });
+  return 0;
+}
+
+int runCompile(mlir::MLIRContext &context) {
+  Target parsed = parseTarget(target);
+  if (emit == EmitKind::Artifact)
+    fail(formatv("--emit=artifact for --target={0}: code generation is not "
+                 "implemented yet; use --emit=moe to stop after the moe "
+                 "optimization pipeline",
+                 parsed.kind == Target::Cpu ? "cpu" : "cuda:" + parsed.chip)
+             .str());
+
+  mlir::OwningOpRef<mlir::ModuleOp> module = importOrFail(context);
+  mlir::PassManager pm(&context);
+  if (!dumpIRDir.empty()) {
+    if (std::error_code ec = sys::fs::create_directories(dumpIRDir))
+      fail("--dump-ir-dir=" + dumpIRDir + ": " + ec.message());
+    auto instrumentation = std::make_unique<DumpIRInstrumentation>(dumpIRDir);
+    instrumentation->dump("import", module->getOperation());
+    pm.addInstrumentation(std::move(instrumentation));
+  }
+  if (printIRAfterAll) {
+    context.disableMultithreading();
+    pm.enableIRPrinting(
+        /*shouldPrintBeforePass=*/[](mlir::Pass *, mlir::Operation *) {
+          return false;
+        },
+        /*shouldPrintAfterPass=*/
+        [](mlir::Pass *, mlir::Operation *) { return true; },
+        /*printModuleScope=*/true, /*printAfterOnlyOnChange=*/false);
+  }
+  mlir::moe::buildMoeOptimizationPipeline(pm);
+  if (mlir::failed(pm.run(*module)))
+    fail("the moe optimization pipeline failed on " + inputPath);
+  writeOutput(outputPath, [&](raw_ostream &os) { module->print(os); });
+  return 0;
+}
+
+int runInspect() {
+  failOn(moec::inspectPath(inputPath, outs()));
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  InitLLVM initLLVM(argc, argv);
+  cl::HideUnrelatedOptions(moecCategory);
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "moec: ahead-of-time compiler for Mixture-of-Experts language models\n\n"
+      "  moec import ./ckpt                      print the moe-dialect module\n"
+      "  moec compile ./ckpt --emit=moe -o m.mlir --print-ir-after-all\n"
+      "  moec inspect ./ckpt                     config, weight table, sizes\n");
+
+  mlir::DialectRegistry registry;
+  moec::registerImporterDialects(registry);
+  mlir::MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+
+  if (importCommand)
+    return runImport(context);
+  if (compileCommand)
+    return runCompile(context);
+  if (inspectCommand)
+    return runInspect();
+  errs() << "moec: missing subcommand (import, compile or inspect); see "
+            "'moec --help'\n";
+  return 1;
+}
