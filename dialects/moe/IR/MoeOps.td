@@ -366,15 +366,9 @@ def Moe_MlpOp : Moe_PureOp<"mlp", [AllTypesMatch<["input", "result"]>]> {
 class Moe_BinaryOp<string mnemonic, string expr>
     : Moe_PureOp<mnemonic, [SameOperandsAndResultType, Commutative]> {
   let summary = "elementwise " # expr;
-  let description = "`result = " # expr # "` elementwise, on identical types."
-      # [{
-
-    Example:
-
-    ```mlir
-    %c = moe.}] # mnemonic # [{ %a, %b : tensor<?x64xf32>
-    ```
-  }];
+  let description = "`result = " # expr # "` elementwise, on identical "
+      # "types.\n\nExample:\n\n```mlir\n%c = moe." # mnemonic
+      # " %a, %b : tensor<?x64xf32>\n```\n";
   let arguments = (ins Moe_ActTensor:$lhs, Moe_ActTensor:$rhs);
   let results = (outs Moe_ActTensor:$result);
   let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
