@@ -30,8 +30,9 @@ namespace {
 cl::SubCommand importCommand(
     "import", "Import a HuggingFace checkpoint directory into the moe dialect "
               "and print the module (weights stay references)");
-cl::SubCommand compileCommand(
-    "compile", "Compile a HuggingFace checkpoint directory for a target");
+cl::SubCommand
+    compileCommand("compile",
+                   "Compile a HuggingFace checkpoint directory for a target");
 cl::SubCommand inspectCommand(
     "inspect", "Describe a checkpoint directory (config, weight table, sizes)");
 
@@ -44,16 +45,15 @@ cl::opt<std::string> inputPath(cl::Positional, cl::Required,
 
 cl::opt<std::string> outputPath("o", cl::desc("Output file ('-' for stdout)"),
                                 cl::value_desc("file"), cl::init("-"),
-                                cl::sub(importCommand),
-                                cl::sub(compileCommand),
+                                cl::sub(importCommand), cl::sub(compileCommand),
                                 cl::cat(moecCategory));
 
-cl::opt<int64_t> maxSeqLen(
-    "max-seq-len",
-    cl::desc("KV-cache capacity in tokens (default: min(max_position_"
-             "embeddings, 4096))"),
-    cl::init(0), cl::sub(importCommand), cl::sub(compileCommand),
-    cl::cat(moecCategory));
+cl::opt<int64_t>
+    maxSeqLen("max-seq-len",
+              cl::desc("KV-cache capacity in tokens (default: min(max_position_"
+                       "embeddings, 4096))"),
+              cl::init(0), cl::sub(importCommand), cl::sub(compileCommand),
+              cl::cat(moecCategory));
 
 cl::opt<std::string> target("target",
                             cl::desc("Code generation target: cpu, cuda, or "
@@ -62,13 +62,14 @@ cl::opt<std::string> target("target",
                             cl::cat(moecCategory));
 
 enum class EmitKind { Moe, Artifact };
-cl::opt<EmitKind> emit(
-    "emit", cl::desc("Where compilation stops"), cl::init(EmitKind::Artifact),
-    cl::values(clEnumValN(EmitKind::Moe, "moe",
-                          "the optimized moe-dialect module"),
-               clEnumValN(EmitKind::Artifact, "artifact",
-                          "a deployable .moec artifact")),
-    cl::sub(compileCommand), cl::cat(moecCategory));
+cl::opt<EmitKind>
+    emit("emit", cl::desc("Where compilation stops"),
+         cl::init(EmitKind::Artifact),
+         cl::values(clEnumValN(EmitKind::Moe, "moe",
+                               "the optimized moe-dialect module"),
+                    clEnumValN(EmitKind::Artifact, "artifact",
+                               "a deployable .moec artifact")),
+         cl::sub(compileCommand), cl::cat(moecCategory));
 
 cl::opt<bool> printIRAfterAll("print-ir-after-all",
                               cl::desc("Print the IR after every pass (to "
@@ -137,8 +138,9 @@ Target parseTarget(StringRef spec) {
         all_of(digits.drop_back(digits.ends_with("a") ? 1 : 0), isDigit))
       return {Target::Cuda, spec.str()};
   }
-  fail("--target=" + spec + ": expected cpu, cuda or cuda:sm_XX (e.g. "
-                            "cuda:sm_90)");
+  fail("--target=" + spec +
+       ": expected cpu, cuda or cuda:sm_XX (e.g. "
+       "cuda:sm_90)");
 }
 
 mlir::OwningOpRef<mlir::ModuleOp> importOrFail(mlir::MLIRContext &context) {
@@ -180,9 +182,8 @@ int runCompile(mlir::MLIRContext &context) {
   if (printIRAfterAll) {
     context.disableMultithreading();
     pm.enableIRPrinting(
-        /*shouldPrintBeforePass=*/[](mlir::Pass *, mlir::Operation *) {
-          return false;
-        },
+        /*shouldPrintBeforePass=*/[](mlir::Pass *,
+                                     mlir::Operation *) { return false; },
         /*shouldPrintAfterPass=*/
         [](mlir::Pass *, mlir::Operation *) { return true; },
         /*printModuleScope=*/true, /*printAfterOnlyOnChange=*/false);
@@ -209,7 +210,8 @@ int main(int argc, char **argv) {
       "moec: ahead-of-time compiler for Mixture-of-Experts language models\n\n"
       "  moec import ./ckpt                      print the moe-dialect module\n"
       "  moec compile ./ckpt --emit=moe -o m.mlir --print-ir-after-all\n"
-      "  moec inspect ./ckpt                     config, weight table, sizes\n");
+      "  moec inspect ./ckpt                     config, weight table, "
+      "sizes\n");
 
   mlir::DialectRegistry registry;
   moec::registerImporterDialects(registry);

@@ -127,6 +127,33 @@ LogicalResult StackOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// moe.dequantize_fp8
+//===----------------------------------------------------------------------===//
+
+LogicalResult DequantizeFp8Op::verify() {
+  if (failed(expectRank(*this, getInput(), 2, "input")) ||
+      failed(expectStatic(*this, getInput(), "input")) ||
+      failed(expectRank(*this, getScaleInv(), 2, "scale_inv")))
+    return failure();
+  auto blockRows = static_cast<int64_t>(getBlockRows());
+  auto blockCols = static_cast<int64_t>(getBlockCols());
+  if (blockRows <= 0 || blockCols <= 0)
+    return emitOpError("block sizes must be positive");
+  ArrayRef<int64_t> shape = tensorType(getInput()).getShape();
+  int64_t rowBlocks = llvm::divideCeil(shape[0], blockRows);
+  int64_t colBlocks = llvm::divideCeil(shape[1], blockCols);
+  if (failed(expectDim(*this, getScaleInv(), 0, rowBlocks, "scale_inv",
+                       "the number of row blocks")) ||
+      failed(expectDim(*this, getScaleInv(), 1, colBlocks, "scale_inv",
+                       "the number of column blocks")))
+    return failure();
+  if (getResult().getType().getShape() != shape)
+    return emitOpError() << "result shape must match the input shape, got "
+                         << getResult().getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // moe.embedding
 //===----------------------------------------------------------------------===//
 

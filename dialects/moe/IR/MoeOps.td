@@ -68,6 +68,35 @@ def Moe_StackOp : Moe_PureOp<"stack", [SameTypeOperands]> {
   let hasVerifier = 1;
 }
 
+def Moe_DequantizeFp8Op : Moe_PureOp<"dequantize_fp8"> {
+  let summary = "block-scaled float8 weight to a wider float type";
+  let description = [{
+    A compile-time weight transform for DeepSeek's FP8 checkpoints:
+    `result[i, j] = float(input[i, j]) * scale_inv[i / block_rows][j / block_cols]`
+    for an `f8E4M3FN` weight `[M, N]` and its `weight_scale_inv` tensor
+    `[ceil(M / block_rows), ceil(N / block_cols)]`, exactly as DeepSeek's
+    reference `weight_dequant` computes it (edge blocks are partial). The
+    compiler evaluates it block by block while writing the artifact, so
+    kernels see ordinary `bf16`/`f32` weights until FP8 kernels exist.
+
+    Example:
+
+    ```mlir
+    %w = moe.dequantize_fp8 %q, %s block(128, 128)
+        : tensor<300x200xf8E4M3FN>, tensor<3x2xf32> -> tensor<300x200xbf16>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F8E4M3FN]>:$input,
+                       RankedTensorOf<[F32, BF16]>:$scale_inv,
+                       I64Attr:$block_rows, I64Attr:$block_cols);
+  let results = (outs RankedTensorOf<[F32, BF16, F16]>:$result);
+  let assemblyFormat = [{
+    $input `,` $scale_inv `block` `(` $block_rows `,` $block_cols `)` attr-dict
+    `:` type($input) `,` type($scale_inv) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Per-token ops
 //===----------------------------------------------------------------------===//

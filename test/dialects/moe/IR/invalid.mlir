@@ -518,3 +518,27 @@ func.func @case64(%x: tensor<?x64xf32>, %w: tensor<16xf32>) {
   %s, %n = moe.add_rms_norm %x, %x, %w eps(1.0e-6) : tensor<?x64xf32>, tensor<16xf32>
   return
 }
+
+// -----
+
+func.func @fp8_scale_shape(%q: tensor<300x200xf8E4M3FN>, %s: tensor<2x2xf32>) {
+  // expected-error @+1 {{scale_inv dimension 0 (2) does not match the number of row blocks (3)}}
+  %w = moe.dequantize_fp8 %q, %s block(128, 128) : tensor<300x200xf8E4M3FN>, tensor<2x2xf32> -> tensor<300x200xbf16>
+  return
+}
+
+// -----
+
+func.func @fp8_block_size(%q: tensor<300x200xf8E4M3FN>, %s: tensor<3x2xf32>) {
+  // expected-error @+1 {{block sizes must be positive}}
+  %w = moe.dequantize_fp8 %q, %s block(0, 128) : tensor<300x200xf8E4M3FN>, tensor<3x2xf32> -> tensor<300x200xbf16>
+  return
+}
+
+// -----
+
+func.func @fp8_result_shape(%q: tensor<300x200xf8E4M3FN>, %s: tensor<3x2xf32>) {
+  // expected-error @+1 {{result shape must match the input shape, got 'tensor<200x300xbf16>'}}
+  %w = moe.dequantize_fp8 %q, %s block(128, 128) : tensor<300x200xf8E4M3FN>, tensor<3x2xf32> -> tensor<200x300xbf16>
+  return
+}

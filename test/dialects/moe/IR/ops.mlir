@@ -115,3 +115,14 @@ func.func @fused_norm(%x: tensor<?x64xf32>, %r: tensor<?x64xf32>) -> (tensor<?x6
   %s, %n = moe.add_rms_norm %x, %r, %w eps(1.0e-05) : tensor<?x64xf32>, tensor<64xbf16>
   return %s, %n : tensor<?x64xf32>, tensor<?x64xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @fp8_weights
+func.func @fp8_weights() -> tensor<300x200xbf16> {
+  %q = moe.param "model.layers.0.mlp.down_proj.weight" : tensor<300x200xf8E4M3FN>
+  %s = moe.param "model.layers.0.mlp.down_proj.weight_scale_inv" : tensor<3x2xf32>
+  // CHECK: moe.dequantize_fp8 %{{.+}}, %{{.+}} block(128, 128) : tensor<300x200xf8E4M3FN>, tensor<3x2xf32> -> tensor<300x200xbf16>
+  %w = moe.dequantize_fp8 %q, %s block(128, 128) : tensor<300x200xf8E4M3FN>, tensor<3x2xf32> -> tensor<300x200xbf16>
+  return %w : tensor<300x200xbf16>
+}
