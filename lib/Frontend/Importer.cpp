@@ -76,20 +76,20 @@ private:
   Value latentAttention(StringRef prefix, Value hidden, ValueRange caches,
                         SmallVectorImpl<Value> &newCaches);
   Value feedForward(unsigned layer, Value hidden);
-  Value denseMlp(StringRef prefix, Value hidden,
+  Value denseMlp(StringRef prefix, Value hidden, int64_t intermediate,
                  std::array<StringRef, 3> names = {"gate_proj", "up_proj",
                                                    "down_proj"});
   Value routedExperts(StringRef prefix, Value hidden);
 
   // The checkpoint tensor `name` as a `moe.param`; records an error (and
   // returns a placeholder of `fallbackShape`) when it is missing.
-  Value param(const std::string &name);
+  Value param(const std::string &name, ArrayRef<int64_t> expectedShape);
   bool hasTensor(const std::string &name) const {
     return checkpoint.find(name) != nullptr;
   }
 
   // IR helpers.
-  Value linear(Value input, const std::string &weight,
+  Value linear(Value input, const std::string &weight, int64_t outFeatures,
                std::optional<std::string> bias = std::nullopt);
   Value rmsNorm(Value input, const std::string &weight, double eps);
   Value splitHeads(Value input, int64_t heads, int64_t headDim);
@@ -153,6 +153,13 @@ static moe::TopKMethod toIR(TopKMethod method) {
   llvm_unreachable("unknown top-k method");
 }
 
+static std::string shapeString(ArrayRef<int64_t> shape) {
+  std::string text = "[";
+  for (auto [i, dim] : llvm::enumerate(shape))
+    text += (i ? ", " : "") + std::to_string(dim);
+  return text + "]";
+}
+
 static Type elementTypeFor(MLIRContext &context, DType dtype) {
   switch (dtype) {
   case DType::F32:
@@ -172,8 +179,21 @@ static Type elementTypeFor(MLIRContext &context, DType dtype) {
   }
 }
 
-Value Importer::param(const std::string &name) {
+Value Importer::param(const std::string &name,
+                      ArrayRef<int64_t> expectedShape) {
   const TensorInfo *info = checkpoint.find(name);
+  if (info && ArrayRef<int64_t>(info->shape) != expectedShape) {
+    if (!error)
+      error = formatv("tensor '{0}' has shape {1}, but config.json implies "
+                      "{2}",
+                      name, shapeString(info->shape),
+                      shapeString(expectedShape))
+                  .str();
+    info = nullptr;
+    return moe::ParamOp::create(builder, loc,
+                                RankedTensorType::get(expectedShape, f32),
+                                builder.getStringAttr(name));
+  }
   Type elementType = info ? elementTypeFor(context, info->dtype) : Type();
   if (!info || !elementType) {
     if (!error)
@@ -186,7 +206,8 @@ Value Importer::param(const std::string &name) {
                              name, config.modelType)
                          .str();
     // Keep building with a placeholder so the error is reported once.
-    return moe::ParamOp::create(builder, loc, RankedTensorType::get({1}, f32),
+    return moe::ParamOp::create(builder, loc,
+                                RankedTensorType::get(expectedShape, f32),
                                 builder.getStringAttr(name));
   }
   used.insert(name);
@@ -226,29 +247,22 @@ Value Importer::param(const std::string &name) {
 }
 
 Value Importer::linear(Value input, const std::string &weightName,
+                       int64_t outFeatures,
                        std::optional<std::string> biasName) {
-  Value weight = param(weightName);
-  Value bias = biasName ? param(*biasName) : Value();
   auto inputType = cast<RankedTensorType>(input.getType());
-  auto weightType = cast<RankedTensorType>(weight.getType());
-  if (weightType.getRank() != 2 ||
-      weightType.getDimSize(1) != inputType.getShape().back()) {
-    if (!error)
-      error = formatv("tensor '{0}' has shape {1}, expected [N, {2}] for the "
-                      "config's sizes",
-                      weightName, weightType, inputType.getShape().back())
-                  .str();
-    return input;
-  }
+  int64_t inFeatures = inputType.getShape().back();
+  Value weight = param(weightName, {outFeatures, inFeatures});
+  Value bias = biasName ? param(*biasName, {outFeatures}) : Value();
   SmallVector<int64_t> shape(inputType.getShape());
-  shape.back() = weightType.getDimSize(0);
+  shape.back() = outFeatures;
   return moe::LinearOp::create(builder, loc, actType(shape), input, weight,
                                bias);
 }
 
 Value Importer::rmsNorm(Value input, const std::string &weightName,
                         double eps) {
-  Value weight = param(weightName);
+  auto inputType = cast<RankedTensorType>(input.getType());
+  Value weight = param(weightName, {inputType.getShape().back()});
   return moe::RmsNormOp::create(builder, loc, input, weight,
                                 builder.getF64FloatAttr(eps));
 }
@@ -350,12 +364,16 @@ Value Importer::standardAttention(StringRef prefix, Value hidden,
     return p + proj.str() + ".bias";
   };
   int64_t headDim = config.headDim;
-  Value q = splitHeads(linear(hidden, p + "q_proj.weight", bias("q_proj")),
+  int64_t qOut = config.numHeads * headDim;
+  int64_t kvOut = config.numKvHeads * headDim;
+  Value q = splitHeads(linear(hidden, p + "q_proj.weight", qOut, bias("q_proj")),
                        config.numHeads, headDim);
-  Value k = splitHeads(linear(hidden, p + "k_proj.weight", bias("k_proj")),
+  Value k = splitHeads(linear(hidden, p + "k_proj.weight", kvOut, bias("k_proj")),
                        config.numKvHeads, headDim);
-  Value v = splitHeads(linear(hidden, p + "v_proj.weight", bias("v_proj")),
-                       config.numKvHeads, headDim);
+  Value v = splitHeads(linear(hidden, p + "v_proj.weight",
+                              config.numKvHeads * config.valueHeadDim,
+                              bias("v_proj")),
+                       config.numKvHeads, config.valueHeadDim);
   if (config.qkNorm) {
     q = rmsNorm(q, p + "q_norm.weight", config.rmsNormEps);
     k = rmsNorm(k, p + "k_norm.weight", config.rmsNormEps);
@@ -372,7 +390,7 @@ Value Importer::standardAttention(StringRef prefix, Value hidden,
   // attention output projection (no bias in any supported family)
   bool outBias = config.attentionOutputBias;
   return linear(mergeHeads(op.getResult()), p + "o_proj.weight",
-                outBias ? std::optional(p + "o_proj.bias") : std::nullopt);
+                config.hiddenSize, outBias ? std::optional(p + "o_proj.bias") : std::nullopt);
 }
 
 // DeepSeek's Multi-head Latent Attention in the unabsorbed form transformers
@@ -387,11 +405,11 @@ Value Importer::latentAttention(StringRef prefix, Value hidden,
 
   Value q;
   if (m.qLoraRank) {
-    q = linear(hidden, p + "q_a_proj.weight");
+    q = linear(hidden, p + "q_a_proj.weight", *m.qLoraRank);
     q = rmsNorm(q, p + "q_a_layernorm.weight", config.rmsNormEps);
-    q = linear(q, p + "q_b_proj.weight");
+    q = linear(q, p + "q_b_proj.weight", heads * qkDim);
   } else {
-    q = linear(hidden, p + "q_proj.weight");
+    q = linear(hidden, p + "q_proj.weight", heads * qkDim);
   }
   q = splitHeads(q, heads, qkDim);
   Value qNope = slice(q, 2, 0, m.qkNopeHeadDim);
@@ -400,13 +418,16 @@ Value Importer::latentAttention(StringRef prefix, Value hidden,
   q = tensor::ConcatOp::create(builder, loc, /*dim=*/2,
                                ValueRange{qNope, qRope});
 
-  Value compressed = linear(hidden, p + "kv_a_proj_with_mqa.weight");
+  Value compressed = linear(hidden, p + "kv_a_proj_with_mqa.weight",
+                            m.kvLoraRank + m.qkRopeHeadDim);
   Value latent = rmsNorm(slice(compressed, 1, 0, m.kvLoraRank),
                          p + "kv_a_layernorm.weight", config.rmsNormEps);
   Value kRope = splitHeads(slice(compressed, 1, m.kvLoraRank, m.qkRopeHeadDim),
                            1, m.qkRopeHeadDim);
   kRope = rope(kRope, config.rope.interleaved);
-  Value kv = splitHeads(linear(latent, p + "kv_b_proj.weight"), heads,
+  Value kv = splitHeads(linear(latent, p + "kv_b_proj.weight",
+                              heads * (m.qkNopeHeadDim + m.vHeadDim)),
+                       heads,
                         m.qkNopeHeadDim + m.vHeadDim);
   Value kNope = slice(kv, 2, 0, m.qkNopeHeadDim);
   Value value = slice(kv, 2, m.qkNopeHeadDim, m.vHeadDim);
@@ -432,19 +453,21 @@ Value Importer::latentAttention(StringRef prefix, Value hidden,
       builder.getF32FloatAttr(config.softmaxScale));
   newCaches.push_back(op.getNewKeyCache());
   newCaches.push_back(op.getNewValueCache());
-  return linear(mergeHeads(op.getResult()), p + "o_proj.weight");
+  return linear(mergeHeads(op.getResult()), p + "o_proj.weight",
+                config.hiddenSize);
 }
 
 //===----------------------------------------------------------------------===//
 // Feed-forward: dense MLP or mixture of experts
 //===----------------------------------------------------------------------===//
 
-Value Importer::denseMlp(StringRef prefix, Value hidden,
+Value Importer::denseMlp(StringRef prefix, Value hidden, int64_t intermediate,
                          std::array<StringRef, 3> names) {
   std::string p = prefix.str();
-  Value gate = param(p + names[0].str() + ".weight");
-  Value up = param(p + names[1].str() + ".weight");
-  Value down = param(p + names[2].str() + ".weight");
+  int64_t h = config.hiddenSize;
+  Value gate = param(p + names[0].str() + ".weight", {intermediate, h});
+  Value up = param(p + names[1].str() + ".weight", {intermediate, h});
+  Value down = param(p + names[2].str() + ".weight", {h, intermediate});
   return moe::MlpOp::create(builder, loc, hidden, gate, up, down);
 }
 
@@ -452,12 +475,13 @@ Value Importer::routedExperts(StringRef prefix, Value hidden) {
   std::string p = prefix.str();
   const MoeConfig &e = *config.moe;
   int64_t tokens = tokensOf(hidden);
+  int64_t h = config.hiddenSize;
 
   // Router: gate projection, then scoring and top-k.
-  Value logits = linear(hidden, p + "gate.weight");
+  Value logits = linear(hidden, p + "gate.weight", e.numExperts);
   Value bias;
   if (e.scoreCorrectionBias)
-    bias = param(p + "gate.e_score_correction_bias");
+    bias = param(p + "gate.e_score_correction_bias", {e.numExperts});
   auto indexType =
       RankedTensorType::get({tokens, e.topK}, builder.getIntegerType(32));
   auto router = moe::RouterOp::create(
@@ -483,7 +507,9 @@ Value Importer::routedExperts(StringRef prefix, Value hidden) {
     SmallVector<Value> perExpert;
     for (int64_t expert = 0; expert < e.numExperts; ++expert)
       perExpert.push_back(param(
-          formatv("{0}experts.{1}.{2}.weight", p, expert, names[which]).str()));
+          formatv("{0}experts.{1}.{2}.weight", p, expert, names[which]).str(),
+          which == 2 ? SmallVector<int64_t>{h, e.intermediateSize}
+                     : SmallVector<int64_t>{e.intermediateSize, h}));
     auto type = cast<RankedTensorType>(perExpert.front().getType());
     SmallVector<int64_t> shape{e.numExperts};
     llvm::append_range(shape, type.getShape());
@@ -500,11 +526,13 @@ Value Importer::routedExperts(StringRef prefix, Value hidden) {
     break;
   case SharedExperts::DeepSeek:
     out = moe::AddOp::create(builder, loc, out,
-                             denseMlp(p + "shared_experts.", hidden));
+                             denseMlp(p + "shared_experts.", hidden,
+                                      e.sharedIntermediateSize));
     break;
   case SharedExperts::QwenGated: {
-    Value shared = denseMlp(p + "shared_expert.", hidden);
-    Value gate = linear(hidden, p + "shared_expert_gate.weight");
+    Value shared =
+        denseMlp(p + "shared_expert.", hidden, e.sharedIntermediateSize);
+    Value gate = linear(hidden, p + "shared_expert_gate.weight", 1);
     out = moe::AddOp::create(
         builder, loc, out,
         moe::SigmoidGateOp::create(builder, loc, shared, gate));
@@ -516,7 +544,8 @@ Value Importer::routedExperts(StringRef prefix, Value hidden) {
 
 Value Importer::feedForward(unsigned layer, Value hidden) {
   if (!config.isMoeLayer(layer))
-    return denseMlp(formatv("model.layers.{0}.mlp.", layer).str(), hidden);
+    return denseMlp(formatv("model.layers.{0}.mlp.", layer).str(), hidden,
+                    config.intermediateSize);
   StringRef block =
       config.expertNaming == ExpertNaming::Mixtral ? "block_sparse_moe" : "mlp";
   return routedExperts(formatv("model.layers.{0}.{1}.", layer, block).str(),
@@ -552,7 +581,9 @@ void Importer::buildEntry(ModuleOp module, StringRef name, int64_t tokens) {
 
   Value hidden = moe::EmbeddingOp::create(
       builder, loc, actType({tokens, config.hiddenSize}),
-      param("model.embed_tokens.weight"), ids);
+      param("model.embed_tokens.weight",
+            {config.vocabSize, config.hiddenSize}),
+      ids);
   SmallVector<Value> newCaches;
   for (unsigned layer = 0; layer < config.numLayers; ++layer) {
     std::string p = formatv("model.layers.{0}.", layer).str();
@@ -567,9 +598,10 @@ void Importer::buildEntry(ModuleOp module, StringRef name, int64_t tokens) {
         moe::AddOp::create(builder, loc, hidden, feedForward(layer, normed));
   }
   hidden = rmsNorm(hidden, "model.norm.weight", config.rmsNormEps);
-  Value logits =
-      linear(hidden, config.tieWordEmbeddings ? "model.embed_tokens.weight"
-                                              : "lm_head.weight");
+  Value logits = linear(hidden,
+                        config.tieWordEmbeddings ? "model.embed_tokens.weight"
+                                                 : "lm_head.weight",
+                        config.vocabSize);
   SmallVector<Value> returned{logits};
   llvm::append_range(returned, newCaches);
   func::ReturnOp::create(builder, loc, returned);
