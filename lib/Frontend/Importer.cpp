@@ -184,11 +184,11 @@ Value Importer::param(const std::string &name,
   const TensorInfo *info = checkpoint.find(name);
   if (info && ArrayRef<int64_t>(info->shape) != expectedShape) {
     if (!error)
-      error = formatv("tensor '{0}' has shape {1}, but config.json implies "
-                      "{2}",
-                      name, shapeString(info->shape),
-                      shapeString(expectedShape))
-                  .str();
+      error =
+          formatv("tensor '{0}' has shape {1}, but config.json implies "
+                  "{2}",
+                  name, shapeString(info->shape), shapeString(expectedShape))
+              .str();
     info = nullptr;
     return moe::ParamOp::create(builder, loc,
                                 RankedTensorType::get(expectedShape, f32),
@@ -366,10 +366,12 @@ Value Importer::standardAttention(StringRef prefix, Value hidden,
   int64_t headDim = config.headDim;
   int64_t qOut = config.numHeads * headDim;
   int64_t kvOut = config.numKvHeads * headDim;
-  Value q = splitHeads(linear(hidden, p + "q_proj.weight", qOut, bias("q_proj")),
-                       config.numHeads, headDim);
-  Value k = splitHeads(linear(hidden, p + "k_proj.weight", kvOut, bias("k_proj")),
-                       config.numKvHeads, headDim);
+  Value q =
+      splitHeads(linear(hidden, p + "q_proj.weight", qOut, bias("q_proj")),
+                 config.numHeads, headDim);
+  Value k =
+      splitHeads(linear(hidden, p + "k_proj.weight", kvOut, bias("k_proj")),
+                 config.numKvHeads, headDim);
   Value v = splitHeads(linear(hidden, p + "v_proj.weight",
                               config.numKvHeads * config.valueHeadDim,
                               bias("v_proj")),
@@ -390,7 +392,8 @@ Value Importer::standardAttention(StringRef prefix, Value hidden,
   // attention output projection (no bias in any supported family)
   bool outBias = config.attentionOutputBias;
   return linear(mergeHeads(op.getResult()), p + "o_proj.weight",
-                config.hiddenSize, outBias ? std::optional(p + "o_proj.bias") : std::nullopt);
+                config.hiddenSize,
+                outBias ? std::optional(p + "o_proj.bias") : std::nullopt);
 }
 
 // DeepSeek's Multi-head Latent Attention in the unabsorbed form transformers
@@ -426,9 +429,8 @@ Value Importer::latentAttention(StringRef prefix, Value hidden,
                            1, m.qkRopeHeadDim);
   kRope = rope(kRope, config.rope.interleaved);
   Value kv = splitHeads(linear(latent, p + "kv_b_proj.weight",
-                              heads * (m.qkNopeHeadDim + m.vHeadDim)),
-                       heads,
-                        m.qkNopeHeadDim + m.vHeadDim);
+                               heads * (m.qkNopeHeadDim + m.vHeadDim)),
+                        heads, m.qkNopeHeadDim + m.vHeadDim);
   Value kNope = slice(kv, 2, 0, m.qkNopeHeadDim);
   Value value = slice(kv, 2, m.qkNopeHeadDim, m.vHeadDim);
 
@@ -525,9 +527,9 @@ Value Importer::routedExperts(StringRef prefix, Value hidden) {
   case SharedExperts::None:
     break;
   case SharedExperts::DeepSeek:
-    out = moe::AddOp::create(builder, loc, out,
-                             denseMlp(p + "shared_experts.", hidden,
-                                      e.sharedIntermediateSize));
+    out = moe::AddOp::create(
+        builder, loc, out,
+        denseMlp(p + "shared_experts.", hidden, e.sharedIntermediateSize));
     break;
   case SharedExperts::QwenGated: {
     Value shared =
@@ -581,8 +583,7 @@ void Importer::buildEntry(ModuleOp module, StringRef name, int64_t tokens) {
 
   Value hidden = moe::EmbeddingOp::create(
       builder, loc, actType({tokens, config.hiddenSize}),
-      param("model.embed_tokens.weight",
-            {config.vocabSize, config.hiddenSize}),
+      param("model.embed_tokens.weight", {config.vocabSize, config.hiddenSize}),
       ids);
   SmallVector<Value> newCaches;
   for (unsigned layer = 0; layer < config.numLayers; ++layer) {

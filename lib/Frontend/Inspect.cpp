@@ -39,6 +39,97 @@ static std::string shapeString(ArrayRef<int64_t> shape) {
   return text + "]";
 }
 
+static std::string humanCount(int64_t count) {
+  if (count >= 1000000000)
+    return formatv("{0:f2}B", count / 1e9).str();
+  if (count >= 1000000)
+    return formatv("{0:f2}M", count / 1e6).str();
+  if (count >= 1000)
+    return formatv("{0:f1}K", count / 1e3).str();
+  return std::to_string(count);
+}
+
+// "model.layers.12.mlp.experts.3.w1.weight" -> 12; -1 for non-layer tensors.
+static int64_t layerOf(StringRef name) {
+  int64_t layer;
+  if (!name.consume_front("model.layers.") || name.consumeInteger(10, layer))
+    return -1;
+  return layer;
+}
+
+static bool isRoutedExpert(StringRef name) {
+  return name.contains(".experts.");
+}
+
+ParameterCounts printLayerSummary(const ModelConfig &config,
+                                  const SafeTensorsCheckpoint &checkpoint,
+                                  raw_ostream &os) {
+  // Per layer: all parameters and the routed-expert share.
+  std::vector<int64_t> layerTotal(config.numLayers, 0);
+  std::vector<int64_t> layerRouted(config.numLayers, 0);
+  int64_t outside = 0;
+  for (const TensorInfo &tensor : checkpoint.tensors()) {
+    StringRef name = tensor.name;
+    // Block scales of FP8 weights are not parameters.
+    if (name.ends_with("_scale_inv"))
+      continue;
+    int64_t layer = layerOf(name);
+    if (layer < 0) {
+      if (!(config.tieWordEmbeddings && name == "lm_head.weight"))
+        outside += tensor.numElements();
+      continue;
+    }
+    if (layer >= config.numLayers)
+      continue; // multi-token-prediction layers are not imported
+    layerTotal[layer] += tensor.numElements();
+    if (isRoutedExpert(name))
+      layerRouted[layer] += tensor.numElements();
+  }
+
+  std::string attention;
+  if (config.mla)
+    attention = formatv("MLA{0} h{1}", config.mla->qLoraRank ? "+q_lora" : "",
+                        config.numHeads)
+                    .str();
+  else
+    attention = formatv("{0} {1}/{2}",
+                        config.numKvHeads == config.numHeads ? "MHA" : "GQA",
+                        config.numHeads, config.numKvHeads)
+                    .str();
+
+  ParameterCounts counts;
+  counts.total = counts.active = outside;
+  os << formatv("{0,5}  {1,-16} {2,-34} {3,10} {4,10}\n", "layer", "attention",
+                "feed-forward", "params", "active");
+  for (int64_t layer = 0; layer < config.numLayers; ++layer) {
+    std::string ffn;
+    int64_t active = layerTotal[layer];
+    if (config.moe && config.isMoeLayer(layer)) {
+      const MoeConfig &moe = *config.moe;
+      ffn = formatv("MoE {0}x{1} top-{2}", moe.numExperts, moe.intermediateSize,
+                    moe.topK)
+                .str();
+      if (moe.sharedExperts != SharedExperts::None)
+        ffn += formatv(" +shared {0}", moe.sharedIntermediateSize).str();
+      active -=
+          layerRouted[layer] * (moe.numExperts - moe.topK) / moe.numExperts;
+    } else {
+      ffn = formatv("dense {0}", config.intermediateSize).str();
+    }
+    counts.total += layerTotal[layer];
+    counts.active += active;
+    os << formatv("{0,5}  {1,-16} {2,-34} {3,10} {4,10}\n", layer, attention,
+                  ffn, humanCount(layerTotal[layer]), humanCount(active));
+  }
+  os << formatv("{0,5}  {1,-16} {2,-34} {3,10} {4,10}\n", "other", "",
+                "embeddings, final norm, lm_head", humanCount(outside),
+                humanCount(outside));
+  os << formatv("total parameters: {0} ({1}), active per token: {2} ({3})\n",
+                humanCount(counts.total), counts.total,
+                humanCount(counts.active), counts.active);
+  return counts;
+}
+
 Error inspectPath(StringRef path, raw_ostream &os) {
   if (!sys::fs::exists(path))
     return createStringError(path + ": no such file or directory");
@@ -56,6 +147,8 @@ Error inspectPath(StringRef path, raw_ostream &os) {
 
   os << "checkpoint: " << path << "\n\n";
   os << config->summary() << "\n";
+  printLayerSummary(*config, *checkpoint, os);
+  os << "\n";
 
   os << "weights:\n";
   std::map<std::string, std::pair<uint64_t, uint64_t>> byDtype;

@@ -9,6 +9,8 @@
 
 #include "moec/Frontend/Importer.h"
 #include "moec/Frontend/Inspect.h"
+#include "moec/Frontend/ModelConfig.h"
+#include "moec/Frontend/SafeTensors.h"
 #include "moec/InitAll.h"
 
 #include "mlir/IR/AsmState.h"
@@ -55,6 +57,12 @@ cl::opt<int64_t>
                        "embeddings, 4096))"),
               cl::init(0), cl::sub(importCommand), cl::sub(compileCommand),
               cl::cat(moecCategory));
+
+cl::opt<bool> importSummary(
+    "summary",
+    cl::desc("Print a per-layer table (attention, experts, parameters, "
+             "active parameters per token) instead of the module"),
+    cl::sub(importCommand), cl::cat(moecCategory));
 
 cl::opt<std::string> target("target",
                             cl::desc("Code generation target: cpu, cuda, or "
@@ -157,6 +165,21 @@ mlir::OwningOpRef<mlir::ModuleOp> importOrFail(mlir::MLIRContext &context) {
 }
 
 int runImport(mlir::MLIRContext &context) {
+  if (importSummary) {
+    // The table needs only the headers: no IR is built.
+    Expected<moec::ModelConfig> config =
+        moec::ModelConfig::fromDirectory(inputPath);
+    if (!config)
+      fail(toString(config.takeError()));
+    Expected<moec::SafeTensorsCheckpoint> checkpoint =
+        moec::SafeTensorsCheckpoint::open(inputPath);
+    if (!checkpoint)
+      fail(toString(checkpoint.takeError()));
+    writeOutput(outputPath, [&](raw_ostream &os) {
+      moec::printLayerSummary(*config, *checkpoint, os);
+    });
+    return 0;
+  }
   mlir::OwningOpRef<mlir::ModuleOp> module = importOrFail(context);
   writeOutput(outputPath, [&](raw_ostream &os) { module->print(os); });
   return 0;

@@ -11,7 +11,25 @@
 #include "llvm/Support/Error.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <cstdint>
+
 namespace moec {
+
+class ModelConfig;
+class SafeTensorsCheckpoint;
+
+/// Parameter counts of one model, from the checkpoint's tensor shapes.
+struct ParameterCounts {
+  int64_t total = 0;  // every weight the model uses (MTP layers excluded)
+  int64_t active = 0; // weights one token touches: routed experts count
+                      // top_k of num_experts
+};
+
+/// Prints a per-layer table (attention kind, feed-forward kind, parameters,
+/// active parameters) and the totals; returns the totals.
+ParameterCounts printLayerSummary(const ModelConfig &config,
+                                  const SafeTensorsCheckpoint &checkpoint,
+                                  llvm::raw_ostream &os);
 
 /// Describes `path`: for a checkpoint directory, the normalized model config,
 /// the weight table (name, dtype, shape, bytes, shard) and totals by dtype.
