@@ -170,10 +170,6 @@ static Type elementTypeFor(MLIRContext &context, DType dtype) {
     return BFloat16Type::get(&context);
   case DType::F8_E4M3:
     return Float8E4M3FNType::get(&context);
-  case DType::I8:
-    return IntegerType::get(&context, 8);
-  case DType::I32:
-    return IntegerType::get(&context, 32);
   default:
     return {};
   }
@@ -197,8 +193,8 @@ Value Importer::param(const std::string &name,
   Type elementType = info ? elementTypeFor(context, info->dtype) : Type();
   if (!info || !elementType) {
     if (!error)
-      error = info ? formatv("tensor '{0}' has dtype {1}, which moec cannot "
-                             "import yet",
+      error = info ? formatv("tensor '{0}' has dtype {1}, expected F32, F16, "
+                             "BF16 or F8_E4M3",
                              name, dtypeName(info->dtype))
                          .str()
                    : formatv("missing tensor '{0}' (needed by the {1} "
@@ -220,12 +216,25 @@ Value Importer::param(const std::string &name,
   // DeepSeek FP8: dequantize with the 128x128 block scales at compile time.
   std::string scaleName = name + "_scale_inv";
   const TensorInfo *scale = checkpoint.find(scaleName);
-  if (!scale || !elementTypeFor(context, scale->dtype) ||
-      scale->shape.size() != 2 || info->shape.size() != 2) {
+  int64_t blockRows =
+      config.quantization ? config.quantization->blockRows : 128;
+  int64_t blockCols =
+      config.quantization ? config.quantization->blockCols : 128;
+  SmallVector<int64_t> scaleShape;
+  if (info->shape.size() == 2)
+    scaleShape = {(info->shape[0] + blockRows - 1) / blockRows,
+                  (info->shape[1] + blockCols - 1) / blockCols};
+  if (!scale || info->shape.size() != 2 ||
+      (scale->dtype != DType::F32 && scale->dtype != DType::BF16) ||
+      ArrayRef<int64_t>(scale->shape) != ArrayRef<int64_t>(scaleShape)) {
     if (!error)
-      error = formatv("float8 tensor '{0}' needs a 2-D '{1}' with its block "
-                      "scales",
-                      name, scaleName)
+      error = formatv("float8 tensor '{0}' needs '{1}' of F32 block scales "
+                      "with shape {2}{3}",
+                      name, scaleName, shapeString(scaleShape),
+                      scale ? formatv(", got {0} {1}", dtypeName(scale->dtype),
+                                      shapeString(scale->shape))
+                                  .str()
+                            : std::string(" (missing)"))
                   .str();
     return value;
   }
@@ -235,10 +244,6 @@ Value Importer::param(const std::string &name,
       RankedTensorType::get(scale->shape,
                             elementTypeFor(context, scale->dtype)),
       builder.getStringAttr(scaleName));
-  int64_t blockRows =
-      config.quantization ? config.quantization->blockRows : 128;
-  int64_t blockCols =
-      config.quantization ? config.quantization->blockCols : 128;
   return moe::DequantizeFp8Op::create(
       builder, loc,
       RankedTensorType::get(info->shape, BFloat16Type::get(&context)), value,

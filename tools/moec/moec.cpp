@@ -141,11 +141,11 @@ Target parseTarget(StringRef spec) {
     return {Target::Cpu, ""};
   if (spec == "cuda")
     return {Target::Cuda, "sm_90"};
-  if (spec.consume_front("cuda:")) {
-    StringRef digits = spec;
+  if (StringRef chip = spec; chip.consume_front("cuda:")) {
+    StringRef digits = chip;
     if (digits.consume_front("sm_") && !digits.empty() &&
         all_of(digits.drop_back(digits.ends_with("a") ? 1 : 0), isDigit))
-      return {Target::Cuda, spec.str()};
+      return {Target::Cuda, chip.str()};
   }
   fail("--target=" + spec +
        ": expected cpu, cuda or cuda:sm_XX (e.g. "
