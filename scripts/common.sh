@@ -14,6 +14,7 @@ MOEC_PACKAGES=(
   cmake ninja-build g++ ccache python3 pkg-config
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
   libgtest-dev flatbuffers-compiler libflatbuffers-dev
+  clang-22 libclang-rt-22-dev lld-22
 )
 
 # Installs the missing packages (needs root, or sudo). Fast when nothing is

@@ -222,11 +222,10 @@ Error SafeTensorsCheckpoint::addFile(StringRef path, StringRef displayName) {
   if (std::error_code ec = sys::fs::status(*fd, status))
     return fileError(displayName, "cannot stat: " + ec.message());
   uint64_t fileSize = status.getSize();
+  // Too small to map or parse: addBuffer reports it without reading.
   if (fileSize < 8)
-    return fileError(displayName,
-                     formatv("file is {0} bytes, too small for a safetensors "
-                             "header",
-                             fileSize));
+    return addBuffer({static_cast<const uint8_t *>(nullptr), fileSize}, path,
+                     displayName);
 
   std::error_code ec;
   auto mapping = std::make_unique<sys::fs::mapped_file_region>(
@@ -235,7 +234,21 @@ Error SafeTensorsCheckpoint::addFile(StringRef path, StringRef displayName) {
     return fileError(displayName, "cannot map: " + ec.message());
   const uint8_t *base =
       reinterpret_cast<const uint8_t *>(mapping->const_data());
+  if (Error err = addBuffer({base, fileSize}, path, displayName))
+    return err;
+  mappings.push_back(std::move(mapping));
+  return Error::success();
+}
 
+Error SafeTensorsCheckpoint::addBuffer(ArrayRef<uint8_t> file, StringRef path,
+                                       StringRef displayName) {
+  const uint8_t *base = file.data();
+  uint64_t fileSize = file.size();
+  if (fileSize < 8)
+    return fileError(displayName,
+                     formatv("file is {0} bytes, too small for a safetensors "
+                             "header",
+                             fileSize));
   uint64_t headerSize = support::endian::read64le(base);
   if (headerSize > kMaxHeaderBytes)
     return fileError(displayName,
@@ -315,7 +328,6 @@ Error SafeTensorsCheckpoint::addFile(StringRef path, StringRef displayName) {
     info.data = base + info.fileOffset;
     tensorList.push_back(std::move(info));
   }
-  mappings.push_back(std::move(mapping));
   shardList.push_back(std::move(shard));
   return Error::success();
 }
@@ -340,6 +352,15 @@ SafeTensorsCheckpoint::SafeTensorsCheckpoint(SafeTensorsCheckpoint &&) =
 SafeTensorsCheckpoint &
 SafeTensorsCheckpoint::operator=(SafeTensorsCheckpoint &&) = default;
 SafeTensorsCheckpoint::~SafeTensorsCheckpoint() = default;
+
+Expected<SafeTensorsCheckpoint>
+SafeTensorsCheckpoint::parseBuffer(ArrayRef<uint8_t> bytes, StringRef name) {
+  SafeTensorsCheckpoint checkpoint;
+  if (Error err = checkpoint.addBuffer(bytes, name, name))
+    return err;
+  checkpoint.finalize();
+  return checkpoint;
+}
 
 Expected<SafeTensorsCheckpoint>
 SafeTensorsCheckpoint::openFile(StringRef path) {

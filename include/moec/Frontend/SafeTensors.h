@@ -82,6 +82,10 @@ public:
   static llvm::Expected<SafeTensorsCheckpoint> open(llvm::StringRef directory);
   /// Opens one .safetensors file.
   static llvm::Expected<SafeTensorsCheckpoint> openFile(llvm::StringRef path);
+  /// Parses safetensors bytes the caller keeps alive (tests, the fuzzer);
+  /// `name` stands for the file in error messages.
+  static llvm::Expected<SafeTensorsCheckpoint>
+  parseBuffer(llvm::ArrayRef<uint8_t> bytes, llvm::StringRef name);
 
   SafeTensorsCheckpoint(SafeTensorsCheckpoint &&);
   SafeTensorsCheckpoint &operator=(SafeTensorsCheckpoint &&);
@@ -111,6 +115,8 @@ public:
 private:
   SafeTensorsCheckpoint() = default;
   llvm::Error addFile(llvm::StringRef path, llvm::StringRef displayName);
+  llvm::Error addBuffer(llvm::ArrayRef<uint8_t> file, llvm::StringRef path,
+                        llvm::StringRef displayName);
   void finalize();
 
   std::vector<std::unique_ptr<llvm::sys::fs::mapped_file_region>> mappings;
