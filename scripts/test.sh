@@ -9,12 +9,12 @@ ensure_deps
 build_moec
 
 log "lit tests"
-"$LLVM_PREFIX/bin/lit" -q -s "$MOEC_BUILD/test" 2>&1 | tee "$MOEC_BUILD/lit.log"
+"$LLVM_PREFIX/bin/lit" -s "$MOEC_BUILD/test" 2>&1 | tee "$MOEC_BUILD/lit.log"
 lit_status=${PIPESTATUS[0]}
 
 log "unit tests (ctest)"
 (cd "$MOEC_BUILD" && ctest --output-on-failure -LE lit 2>&1) |
-  tee "$MOEC_BUILD/ctest.log" | grep -vE '^ +Start|^[0-9]+/[0-9]+ Test +#[0-9]+: .* Passed'
+  tee "$MOEC_BUILD/ctest.log" | grep -vE '^ +Start|^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* Passed'
 ctest_status=${PIPESTATUS[0]}
 
 lit_line=$(grep -E '^ *(Passed|Failed|Unsupported|Expectedly Failed|Unresolved)' \
