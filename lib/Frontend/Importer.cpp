@@ -505,24 +505,36 @@ Value Importer::routedExperts(StringRef prefix, Value hidden) {
       e.normTopKProb ? builder.getUnitAttr() : UnitAttr(),
       builder.getF32FloatAttr(e.routedScalingFactor));
 
-  // Per-expert tensors are stacked at compile time (moe.stack).
-  std::array<StringRef, 3> names = {"gate_proj", "up_proj", "down_proj"};
-  if (config.expertNaming == ExpertNaming::Mixtral)
-    names = {"w1", "w3", "w2"};
   std::array<Value, 3> stacked;
-  for (unsigned which = 0; which < 3; ++which) {
-    SmallVector<Value> perExpert;
-    for (int64_t expert = 0; expert < e.numExperts; ++expert)
-      perExpert.push_back(param(
-          formatv("{0}experts.{1}.{2}.weight", p, expert, names[which]).str(),
-          which == 2 ? SmallVector<int64_t>{h, e.intermediateSize}
-                     : SmallVector<int64_t>{e.intermediateSize, h}));
-    auto type = cast<RankedTensorType>(perExpert.front().getType());
-    SmallVector<int64_t> shape{e.numExperts};
-    llvm::append_range(shape, type.getShape());
-    stacked[which] = moe::StackOp::create(
-        builder, loc, RankedTensorType::get(shape, type.getElementType()),
-        perExpert);
+  if (hasTensor(p + "experts.gate_up_proj")) {
+    // transformers 5 "fused" layout: gate and up concatenated along the
+    // output features of one [E, 2I, H] tensor; slicing it is a compile-time
+    // weight transform like stacking.
+    int64_t inter = e.intermediateSize;
+    Value gateUp =
+        param(p + "experts.gate_up_proj", {e.numExperts, 2 * inter, h});
+    stacked[0] = slice(gateUp, 1, 0, inter);
+    stacked[1] = slice(gateUp, 1, inter, inter);
+    stacked[2] = param(p + "experts.down_proj", {e.numExperts, h, inter});
+  } else {
+    // One tensor per expert, stacked at compile time (moe.stack).
+    std::array<StringRef, 3> names = {"gate_proj", "up_proj", "down_proj"};
+    if (config.expertNaming == ExpertNaming::Mixtral)
+      names = {"w1", "w3", "w2"};
+    for (unsigned which = 0; which < 3; ++which) {
+      SmallVector<Value> perExpert;
+      for (int64_t expert = 0; expert < e.numExperts; ++expert)
+        perExpert.push_back(param(
+            formatv("{0}experts.{1}.{2}.weight", p, expert, names[which]).str(),
+            which == 2 ? SmallVector<int64_t>{h, e.intermediateSize}
+                       : SmallVector<int64_t>{e.intermediateSize, h}));
+      auto type = cast<RankedTensorType>(perExpert.front().getType());
+      SmallVector<int64_t> shape{e.numExperts};
+      llvm::append_range(shape, type.getShape());
+      stacked[which] = moe::StackOp::create(
+          builder, loc, RankedTensorType::get(shape, type.getElementType()),
+          perExpert);
+    }
   }
   Value out = moe::ExpertsOp::create(builder, loc, hidden.getType(), hidden,
                                      router.getWeights(), router.getIndices(),
@@ -553,8 +565,13 @@ Value Importer::feedForward(unsigned layer, Value hidden) {
   if (!config.isMoeLayer(layer))
     return denseMlp(formatv("model.layers.{0}.mlp.", layer).str(), hidden,
                     config.intermediateSize);
-  StringRef block =
-      config.expertNaming == ExpertNaming::Mixtral ? "block_sparse_moe" : "mlp";
+  // Mixtral checkpoints name the block `block_sparse_moe` (transformers 5
+  // renames it to `mlp` when it saves without save_original_format).
+  StringRef block = "mlp";
+  if (config.expertNaming == ExpertNaming::Mixtral &&
+      hasTensor(formatv("model.layers.{0}.block_sparse_moe.gate.weight", layer)
+                    .str()))
+    block = "block_sparse_moe";
   return routedExperts(formatv("model.layers.{0}.{1}.", layer, block).str(),
                        hidden);
 }
