@@ -12,6 +12,8 @@ Options corrupt the checkpoint on purpose, for the importer's error tests:
   --add NAME:DTYPE:DIMS  add an unknown tensor (DIMS like 4x8)
   --shape NAME:DIMS      give NAME a wrong shape
   --dtype NAME:DTYPE     give NAME a wrong dtype
+  --fused-experts        store routed experts as transformers 5 does
+                         without save_original_format (experts.gate_up_proj)
 
 Standard library only.
 Usage: make_sparse_checkpoint.py CONFIG.json OUT_DIR [options]
@@ -26,7 +28,7 @@ import struct
 SIZES = {"F8_E4M3": 1, "BF16": 2, "F16": 2, "F32": 4, "I64": 8}
 
 
-def tensors(cfg):
+def tensors(cfg, fused=False):
     h = cfg["hidden_size"]
     heads = cfg["num_attention_heads"]
     nope, rope, vdim = (cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"],
@@ -62,8 +64,13 @@ def tensors(cfg):
             return
         yield p + "mlp.gate.weight", "BF16", [experts, h]
         yield p + "mlp.gate.e_score_correction_bias", "F32", [experts]
-        for e in range(experts):
-            yield from mlp(p + f"mlp.experts.{e}.", inter)
+        if fused:
+            # transformers 5 layout when saved without save_original_format.
+            yield p + "mlp.experts.gate_up_proj", "BF16", [experts, 2 * inter, h]
+            yield p + "mlp.experts.down_proj", "BF16", [experts, h, inter]
+        else:
+            for e in range(experts):
+                yield from mlp(p + f"mlp.experts.{e}.", inter)
         yield from mlp(p + "mlp.shared_experts.", shared)
 
     yield "model.embed_tokens.weight", "BF16", [cfg["vocab_size"], h]
@@ -90,6 +97,7 @@ def main():
     parser.add_argument("--shape", action="append", default=[])
     parser.add_argument("--dtype", action="append", default=[])
     parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--fused-experts", action="store_true")
     args = parser.parse_args()
     cfg = json.load(open(args.config))
     out = args.out
@@ -102,7 +110,7 @@ def main():
     shapes = dict(item.split(":") for item in args.shape)
     dtypes = dict(item.split(":") for item in args.dtype)
     all_tensors = [(n, dtypes.get(n, d), dims(shapes[n]) if n in shapes else s)
-                   for n, d, s in tensors(cfg) if n not in args.drop]
+                   for n, d, s in tensors(cfg, args.fused_experts) if n not in args.drop]
     for item in args.add:
         name, dtype, shape = item.split(":")
         all_tensors.append((name, dtype, dims(shape)))
