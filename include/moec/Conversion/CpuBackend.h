@@ -1,0 +1,120 @@
+//===- CpuBackend.h - moe IR -> CPU kernels and a dispatch plan -*- C++ -*-===//
+//
+// Part of moec. Turns the optimized `moe` module into what a CPU artifact
+// holds: kernels compiled to a shared object, a flat dispatch list per entry
+// point with bindings into a statically planned arena, the weight table
+// (each weight a compile-time expression over checkpoint tensors) and the
+// KV-cache geometry.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_CONVERSION_CPUBACKEND_H
+#define MOEC_CONVERSION_CPUBACKEND_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace moec {
+class SafeTensorsCheckpoint;
+
+namespace cpu {
+
+enum class WeightType { F32, BF16 };
+
+struct CpuOptions {
+  /// Element type of matrix weights (1-D weights stay f32); activations and
+  /// accumulation are f32 either way.
+  WeightType weightType = WeightType::F32;
+  /// Largest number of tokens one prefill call processes (longer prompts are
+  /// run in chunks by the runtime).
+  int64_t prefillChunk = 256;
+  /// LLVM CPU name ("native" = this machine, "x86-64-v3" = portable AVX2).
+  std::string cpu = "native";
+};
+
+/// How a compile-time weight is computed from checkpoint tensors.
+struct WeightExpr {
+  enum Kind { Param, Stack, Slice, DequantizeFp8 } kind = Param;
+  std::string name; // Param: the checkpoint tensor
+  std::vector<WeightExpr> operands;
+  llvm::SmallVector<int64_t, 4> shape;
+  // Slice: along `dim`, [offset, offset + size)
+  int64_t dim = 0, offset = 0, size = 0;
+  // DequantizeFp8: block sizes
+  int64_t blockRows = 128, blockCols = 128;
+};
+
+struct PlannedWeight {
+  std::string name;
+  bool isBf16 = false; // else f32
+  llvm::SmallVector<int64_t, 4> shape;
+  WeightExpr expr;
+  uint64_t bytes() const;
+};
+
+struct PlannedBinding {
+  enum Kind { Arena, Weight, KeyCache, ValueCache, TokenIds, Logits } kind;
+  uint32_t index = 0;  // Weight / cache layer
+  uint64_t offset = 0; // Arena
+};
+
+struct PlannedDispatch {
+  unsigned kernel = 0;
+  llvm::SmallVector<PlannedBinding, 8> bindings;
+  int64_t workPerToken = 0, workFixed = 0;
+  std::string what; // the op it came from, for inspect/debugging
+};
+
+struct PlannedEntry {
+  std::string name;
+  int64_t maxTokens = 0;
+  uint64_t arenaBytes = 0;
+  std::vector<PlannedDispatch> dispatches;
+};
+
+struct PlannedKvCache {
+  llvm::SmallVector<int64_t, 3> keyShape, valueShape; // [S, heads, dim], f32
+};
+
+struct CpuProgram {
+  std::vector<PlannedWeight> weights;
+  std::vector<PlannedEntry> entries;
+  std::vector<PlannedKvCache> kvCaches;
+  std::vector<std::string> kernelNames;
+  std::string kernelModule; // MLIR text of every kernel (for --emit=mlir)
+  std::string sharedObject; // ELF shared object with the kernels
+  std::string cpuName, cpuFeatures;
+};
+
+/// Plans the entry points of `module` (output of the moe optimization
+/// pipeline) and generates their kernels (not yet compiled).
+llvm::Expected<CpuProgram> planCpuProgram(mlir::ModuleOp module,
+                                          const CpuOptions &options);
+
+/// Kernel module text -> LLVM IR text, assembly, or an ELF shared object
+/// (objects are linked with the system C compiler driver, `cc -shared`).
+enum class CpuEmit { LlvmIR, Assembly, Object, SharedObject };
+llvm::Expected<std::string> compileKernels(const std::string &kernelModule,
+                                           const CpuOptions &options,
+                                           CpuEmit emit,
+                                           std::string *cpuName = nullptr,
+                                           std::string *cpuFeatures = nullptr);
+
+/// Streams weight `weight` in its planned element type, in row-major order,
+/// reading only the checkpoint tensors it needs, chunk by chunk.
+llvm::Error writeWeight(const PlannedWeight &weight,
+                        const SafeTensorsCheckpoint &checkpoint,
+                        llvm::raw_ostream &os);
+
+} // namespace cpu
+} // namespace moec
+
+#endif // MOEC_CONVERSION_CPUBACKEND_H

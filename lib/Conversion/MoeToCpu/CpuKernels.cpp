@@ -1,0 +1,978 @@
+//===- CpuKernels.cpp - MLIR kernels for the CPU target -------------------===//
+//
+// Part of moec. Kernel bodies are MLIR text with `$NAME` placeholders filled
+// from the op's static sizes. Text keeps the math readable next to the
+// transformers code it mirrors; every kernel is parsed and verified before
+// lowering, so a malformed template fails the compile, never the model.
+//
+// Conventions inside a body: bindings are `%b0, %b1, ...` of type
+// `memref<?xT>` (flat, row-major), scalars are `%T`, `%pos`, `%begin`,
+// `%end` (index), and `%c0 %c1 %c8 %f0 %f1` are predefined constants.
+// Weight loads go through `@ld_<dtype>` / `@ld8_<dtype>` so one body serves
+// f32 and bf16 weights.
+//
+//===----------------------------------------------------------------------===//
+
+#include "CpuKernels.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FormatVariadic.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+using namespace moec::cpu;
+using llvm::formatv;
+
+namespace {
+
+const char *eltName(Elt elt) {
+  switch (elt) {
+  case Elt::F32:
+    return "f32";
+  case Elt::BF16:
+    return "bf16";
+  case Elt::I64:
+    return "i64";
+  case Elt::I32:
+    return "i32";
+  }
+  return "f32";
+}
+
+// Replaces every `$KEY` of `text` (longest keys first, so $KV is not read as
+// $K followed by V).
+std::string subst(std::string text,
+                  std::vector<std::pair<std::string, std::string>> values) {
+  std::sort(values.begin(), values.end(), [](const auto &a, const auto &b) {
+    return a.first.size() > b.first.size();
+  });
+  for (const auto &[key, value] : values) {
+    std::string pattern = "$" + key;
+    for (size_t at = text.find(pattern); at != std::string::npos;
+         at = text.find(pattern, at + value.size()))
+      text.replace(at, pattern.size(), value);
+  }
+  return text;
+}
+
+std::string num(int64_t value) { return std::to_string(value); }
+
+// An f32 literal MLIR parses back exactly.
+std::string f32Literal(double value) {
+  float f = static_cast<float>(value);
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  std::string hex = llvm::utohexstr(bits, /*LowerCase=*/false);
+  return "0x" + std::string(8 - hex.size(), '0') + hex;
+}
+
+constexpr const char *kInternal =
+    "attributes {llvm.linkage = #llvm.linkage<internal>}";
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Library bookkeeping
+//===----------------------------------------------------------------------===//
+
+unsigned KernelLibrary::add(const std::string &key,
+                            llvm::ArrayRef<Elt> bindings,
+                            const std::string &body) {
+  auto [it, inserted] = byKey.try_emplace(key, kernels.size());
+  if (inserted)
+    kernels.push_back({"k" + std::to_string(kernels.size()),
+                       llvm::SmallVector<Elt, 8>(bindings), body});
+  return it->second;
+}
+
+std::vector<std::string> KernelLibrary::names() const {
+  std::vector<std::string> result;
+  for (const Kernel &kernel : kernels)
+    result.push_back(kernel.name);
+  return result;
+}
+
+std::string KernelLibrary::helpers() const {
+  std::string text;
+  for (const char *wt : {"f32", "bf16"}) {
+    std::string ext = std::string(wt) == "f32"
+                          ? "    %r = arith.addf %v, %zero : f32\n"
+                          : "    %r = arith.extf %v : bf16 to f32\n";
+    std::string ext8 =
+        std::string(wt) == "f32"
+            ? "    %r = arith.addf %v, %zero : vector<8xf32>\n"
+            : "    %r = arith.extf %v : vector<8xbf16> to vector<8xf32>\n";
+    text += subst(R"(
+  func.func private @ld_$W(%m: memref<?x$W>, %i: index) -> f32 $INTERNAL {
+    %zero = arith.constant -0.0 : f32
+    %v = memref.load %m[%i] : memref<?x$W>
+$EXT    return %r : f32
+  }
+  func.func private @ld8_$W(%m: memref<?x$W>, %i: index) -> vector<8xf32> $INTERNAL {
+    %zero = arith.constant dense<-0.0> : vector<8xf32>
+    %v = vector.load %m[%i] : memref<?x$W>, vector<8x$W>
+$EXT8    return %r : vector<8xf32>
+  }
+)",
+                  {{"W", wt}, {"EXT", ext}, {"EXT8", ext8}});
+  }
+  text += R"(
+  func.func private @sigmoid(%a: f32) -> f32 $INTERNAL {
+    %one = arith.constant 1.0 : f32
+    %n = arith.negf %a : f32
+    %e = math.exp %n : f32
+    %d = arith.addf %one, %e : f32
+    %r = arith.divf %one, %d : f32
+    return %r : f32
+  }
+  func.func private @silu(%a: f32) -> f32 $INTERNAL {
+    %s = func.call @sigmoid(%a) : (f32) -> f32
+    %r = arith.mulf %a, %s : f32
+    return %r : f32
+  }
+  // Sum of squares of x[o : o + n].
+  func.func private @sumsq(%x: memref<?xf32>, %o: index, %n: index) -> f32 $INTERNAL {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %f0 = arith.constant 0.0 : f32
+    %s = scf.for %i = %c0 to %n step %c1 iter_args(%a = %f0) -> (f32) {
+      %j = arith.addi %o, %i : index
+      %v = memref.load %x[%j] : memref<?xf32>
+      %r = math.fma %v, %v, %a : f32
+      scf.yield %r : f32
+    }
+    return %s : f32
+  }
+)";
+  for (const auto &entry : helperText)
+    text += entry.second;
+  for (const std::string &global : globals)
+    text += global;
+  return subst(text, {{"INTERNAL", kInternal}});
+}
+
+// Dot product of x[xo : xo + length] (f32) and w[wo : wo + length]: four
+// 8-wide accumulators, then one, then a scalar tail.
+std::string KernelLibrary::dot(Elt weight, int64_t length) {
+  std::string name = formatv("@dot_{0}_{1}", eltName(weight), length).str();
+  if (helperText.count(name))
+    return name;
+  helperText[name] = subst(R"(
+  func.func private $NAME(%x: memref<?xf32>, %xo: index, %w: memref<?x$W>, %wo: index) -> f32 $INTERNAL {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c8 = arith.constant 8 : index
+    %c16 = arith.constant 16 : index
+    %c24 = arith.constant 24 : index
+    %c32 = arith.constant 32 : index
+    %k32 = arith.constant $K32 : index
+    %k8 = arith.constant $K8 : index
+    %kk = arith.constant $K : index
+    %z = arith.constant dense<0.0> : vector<8xf32>
+    %a:4 = scf.for %k = %c0 to %k32 step %c32 iter_args(%a0 = %z, %a1 = %z, %a2 = %z, %a3 = %z)
+        -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
+      %x0i = arith.addi %xo, %k : index
+      %w0i = arith.addi %wo, %k : index
+      %x1i = arith.addi %x0i, %c8 : index
+      %w1i = arith.addi %w0i, %c8 : index
+      %x2i = arith.addi %x0i, %c16 : index
+      %w2i = arith.addi %w0i, %c16 : index
+      %x3i = arith.addi %x0i, %c24 : index
+      %w3i = arith.addi %w0i, %c24 : index
+      %x0 = vector.load %x[%x0i] : memref<?xf32>, vector<8xf32>
+      %x1 = vector.load %x[%x1i] : memref<?xf32>, vector<8xf32>
+      %x2 = vector.load %x[%x2i] : memref<?xf32>, vector<8xf32>
+      %x3 = vector.load %x[%x3i] : memref<?xf32>, vector<8xf32>
+      %w0 = func.call @ld8_$W(%w, %w0i) : (memref<?x$W>, index) -> vector<8xf32>
+      %w1 = func.call @ld8_$W(%w, %w1i) : (memref<?x$W>, index) -> vector<8xf32>
+      %w2 = func.call @ld8_$W(%w, %w2i) : (memref<?x$W>, index) -> vector<8xf32>
+      %w3 = func.call @ld8_$W(%w, %w3i) : (memref<?x$W>, index) -> vector<8xf32>
+      %r0 = vector.fma %x0, %w0, %a0 : vector<8xf32>
+      %r1 = vector.fma %x1, %w1, %a1 : vector<8xf32>
+      %r2 = vector.fma %x2, %w2, %a2 : vector<8xf32>
+      %r3 = vector.fma %x3, %w3, %a3 : vector<8xf32>
+      scf.yield %r0, %r1, %r2, %r3 : vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>
+    }
+    %s01 = arith.addf %a#0, %a#1 : vector<8xf32>
+    %s23 = arith.addf %a#2, %a#3 : vector<8xf32>
+    %s = arith.addf %s01, %s23 : vector<8xf32>
+    %b = scf.for %k = %k32 to %k8 step %c8 iter_args(%acc = %s) -> (vector<8xf32>) {
+      %xi = arith.addi %xo, %k : index
+      %wi = arith.addi %wo, %k : index
+      %xv = vector.load %x[%xi] : memref<?xf32>, vector<8xf32>
+      %wv = func.call @ld8_$W(%w, %wi) : (memref<?x$W>, index) -> vector<8xf32>
+      %r = vector.fma %xv, %wv, %acc : vector<8xf32>
+      scf.yield %r : vector<8xf32>
+    }
+    %red = vector.reduction <add>, %b : vector<8xf32> into f32
+    %t = scf.for %k = %k8 to %kk step %c1 iter_args(%acc = %red) -> (f32) {
+      %xi = arith.addi %xo, %k : index
+      %wi = arith.addi %wo, %k : index
+      %xv = memref.load %x[%xi] : memref<?xf32>
+      %wv = func.call @ld_$W(%w, %wi) : (memref<?x$W>, index) -> f32
+      %r = math.fma %xv, %wv, %acc : f32
+      scf.yield %r : f32
+    }
+    return %t : f32
+  }
+)",
+                           {{"NAME", name},
+                            {"W", eltName(weight)},
+                            {"K32", num(length / 32 * 32)},
+                            {"K8", num(length / 8 * 8)},
+                            {"K", num(length)}});
+  return name;
+}
+
+std::string KernelLibrary::moduleText() const {
+  std::string text = "module {\n" + helpers();
+  for (const Kernel &kernel : kernels) {
+    // The body with its typed signature.
+    std::string params;
+    for (auto [i, elt] : llvm::enumerate(kernel.bindings))
+      params += formatv("%b{0}: memref<?x{1}>, ", i, eltName(elt)).str();
+    text += formatv("  func.func private @{0}_body({1}%T: index, %pos: index, "
+                    "%begin: index, %end: index) {2} {{\n",
+                    kernel.name, params, kInternal)
+                .str();
+    text += R"(    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c8 = arith.constant 8 : index
+    %f0 = arith.constant 0.0 : f32
+    %f1 = arith.constant 1.0 : f32
+)";
+    text += kernel.body;
+    text += "    return\n  }\n";
+
+    // The ABI wrapper: raw pointers -> flat memref descriptors.
+    const char *desc =
+        "!llvm.struct<(ptr, ptr, i64, array<1 x i64>, array<1 x i64>)>";
+    text += formatv("  func.func @{0}(%bind: !llvm.ptr, %scal: !llvm.ptr, "
+                    "%begin64: i64, %end64: i64) {{\n",
+                    kernel.name)
+                .str();
+    text += formatv(R"(    %zero = llvm.mlir.constant(0 : i64) : i64
+    %one = llvm.mlir.constant(1 : i64) : i64
+    %huge = llvm.mlir.constant(4611686018427387904 : i64) : i64
+    %u = llvm.mlir.undef : {0}
+    %u1 = llvm.insertvalue %zero, %u[2] : {0}
+    %u2 = llvm.insertvalue %huge, %u1[3, 0] : {0}
+    %u3 = llvm.insertvalue %one, %u2[4, 0] : {0}
+)",
+                    desc)
+                .str();
+    std::string args;
+    for (auto [i, elt] : llvm::enumerate(kernel.bindings)) {
+      text +=
+          formatv(
+              R"(    %g{0} = llvm.getelementptr %bind[{0}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr
+    %p{0} = llvm.load %g{0} : !llvm.ptr -> !llvm.ptr
+    %d{0}a = llvm.insertvalue %p{0}, %u3[0] : {1}
+    %d{0} = llvm.insertvalue %p{0}, %d{0}a[1] : {1}
+    %m{0} = builtin.unrealized_conversion_cast %d{0} : {1} to memref<?x{2}>
+)",
+              i, desc, eltName(elt))
+              .str();
+      args += formatv("%m{0}, ", i).str();
+    }
+    std::string types;
+    for (Elt elt : kernel.bindings)
+      types += formatv("memref<?x{0}>, ", eltName(elt)).str();
+    text += formatv(R"(    %T64 = llvm.load %scal : !llvm.ptr -> i64
+    %gpos = llvm.getelementptr %scal[1] : (!llvm.ptr) -> !llvm.ptr, i64
+    %pos64 = llvm.load %gpos : !llvm.ptr -> i64
+    %T = arith.index_cast %T64 : i64 to index
+    %pos = arith.index_cast %pos64 : i64 to index
+    %begin = arith.index_cast %begin64 : i64 to index
+    %end = arith.index_cast %end64 : i64 to index
+    func.call @{0}_body({1}%T, %pos, %begin, %end) : ({2}index, index, index, index) -> ()
+    return
+  }
+)",
+                    kernel.name, args, types)
+                .str();
+  }
+  return text + "}\n";
+}
+
+//===----------------------------------------------------------------------===//
+// Kernels
+//===----------------------------------------------------------------------===//
+
+// Work: T rows. out[t, :] = table[clamp(ids[t]), :]
+unsigned KernelLibrary::embedding(Elt weight, int64_t vocab, int64_t hidden) {
+  std::string body = subst(
+      R"(    %H = arith.constant $H : index
+    %vmax = arith.constant $VMAX : i64
+    %zero64 = arith.constant 0 : i64
+    scf.for %t = %begin to %end step %c1 {
+      %id0 = memref.load %b1[%t] : memref<?xi64>
+      %id1 = arith.maxsi %id0, %zero64 : i64
+      %id2 = arith.minsi %id1, %vmax : i64
+      %id = arith.index_cast %id2 : i64 to index
+      %src = arith.muli %id, %H : index
+      %dst = arith.muli %t, %H : index
+      scf.for %i = %c0 to %H step %c1 {
+        %si = arith.addi %src, %i : index
+        %di = arith.addi %dst, %i : index
+        %v = func.call @ld_$W(%b0, %si) : (memref<?x$W>, index) -> f32
+        memref.store %v, %b2[%di] : memref<?xf32>
+      }
+    }
+)",
+      {{"H", num(hidden)}, {"VMAX", num(vocab - 1)}, {"W", eltName(weight)}});
+  return add(body, {weight, Elt::I64, Elt::F32}, body);
+}
+
+// Work: rows. out = x * rsqrt(mean(x^2) + eps) * w (transformers' order).
+unsigned KernelLibrary::rmsNorm(int64_t hidden, double eps) {
+  std::string body = subst(R"(    %H = arith.constant $H : index
+    %Hf = arith.constant $HF : f32
+    %eps = arith.constant $EPS : f32
+    scf.for %r = %begin to %end step %c1 {
+      %o = arith.muli %r, %H : index
+      %ss = func.call @sumsq(%b0, %o, %H) : (memref<?xf32>, index, index) -> f32
+      %mean = arith.divf %ss, %Hf : f32
+      %var = arith.addf %mean, %eps : f32
+      %inv = math.rsqrt %var : f32
+      scf.for %i = %c0 to %H step %c1 {
+        %j = arith.addi %o, %i : index
+        %x = memref.load %b0[%j] : memref<?xf32>
+        %w = memref.load %b1[%i] : memref<?xf32>
+        %n = arith.mulf %x, %inv : f32
+        %y = arith.mulf %w, %n : f32
+        memref.store %y, %b2[%j] : memref<?xf32>
+      }
+    }
+)",
+                           {{"H", num(hidden)},
+                            {"HF", f32Literal(hidden)},
+                            {"EPS", f32Literal(eps)}});
+  return add(body, {Elt::F32, Elt::F32, Elt::F32}, body);
+}
+
+// Work: rows. sum = a + b; out = rms_norm(sum) * w.
+unsigned KernelLibrary::addRmsNorm(int64_t hidden, double eps) {
+  std::string body = subst(R"(    %H = arith.constant $H : index
+    %Hf = arith.constant $HF : f32
+    %eps = arith.constant $EPS : f32
+    scf.for %r = %begin to %end step %c1 {
+      %o = arith.muli %r, %H : index
+      scf.for %i = %c0 to %H step %c1 {
+        %j = arith.addi %o, %i : index
+        %a = memref.load %b0[%j] : memref<?xf32>
+        %b = memref.load %b1[%j] : memref<?xf32>
+        %s = arith.addf %a, %b : f32
+        memref.store %s, %b3[%j] : memref<?xf32>
+      }
+      %ss = func.call @sumsq(%b3, %o, %H) : (memref<?xf32>, index, index) -> f32
+      %mean = arith.divf %ss, %Hf : f32
+      %var = arith.addf %mean, %eps : f32
+      %inv = math.rsqrt %var : f32
+      scf.for %i = %c0 to %H step %c1 {
+        %j = arith.addi %o, %i : index
+        %x = memref.load %b3[%j] : memref<?xf32>
+        %w = memref.load %b2[%i] : memref<?xf32>
+        %n = arith.mulf %x, %inv : f32
+        %y = arith.mulf %w, %n : f32
+        memref.store %y, %b4[%j] : memref<?xf32>
+      }
+    }
+)",
+                           {{"H", num(hidden)},
+                            {"HF", f32Literal(hidden)},
+                            {"EPS", f32Literal(eps)}});
+  return add(body, {Elt::F32, Elt::F32, Elt::F32, Elt::F32, Elt::F32}, body);
+}
+
+// Work: elements. out = a (op) b.
+unsigned KernelLibrary::elementwise(llvm::StringRef op) {
+  std::string body = subst(R"(    scf.for %i = %begin to %end step %c1 {
+      %a = memref.load %b0[%i] : memref<?xf32>
+      %b = memref.load %b1[%i] : memref<?xf32>
+      %y = arith.$OP %a, %b : f32
+      memref.store %y, %b2[%i] : memref<?xf32>
+    }
+)",
+                           {{"OP", op.str()}});
+  return add(body, {Elt::F32, Elt::F32, Elt::F32}, body);
+}
+
+// Work: elements of x [T, H]. out = x * sigmoid(gate[t]).
+unsigned KernelLibrary::sigmoidGate(int64_t hidden) {
+  std::string body = subst(R"(    %H = arith.constant $H : index
+    scf.for %i = %begin to %end step %c1 {
+      %t = arith.divui %i, %H : index
+      %g = memref.load %b1[%t] : memref<?xf32>
+      %s = func.call @sigmoid(%g) : (f32) -> f32
+      %x = memref.load %b0[%i] : memref<?xf32>
+      %y = arith.mulf %x, %s : f32
+      memref.store %y, %b2[%i] : memref<?xf32>
+    }
+)",
+                           {{"H", num(hidden)}});
+  return add(body, {Elt::F32, Elt::F32, Elt::F32}, body);
+}
+
+// Work: output features N (each reads its weight row once for all tokens).
+// y[t, n] = x[t, :] . w[n, :] (+ bias[n])
+unsigned KernelLibrary::linear(Elt weight, int64_t in, int64_t out, bool bias) {
+  std::string dotName = dot(weight, in);
+  std::string body = subst(R"(    %K = arith.constant $K : index
+    %N = arith.constant $N : index
+    scf.for %n = %begin to %end step %c1 {
+      %wo = arith.muli %n, %K : index
+      $BIASLOAD
+      scf.for %t = %c0 to %T step %c1 {
+        %xo = arith.muli %t, %K : index
+        %d = func.call $DOT(%b0, %xo, %b1, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+        %y = arith.addf %d, %bias : f32
+        %tn = arith.muli %t, %N : index
+        %yo = arith.addi %tn, %n : index
+        memref.store %y, %b$OUT[%yo] : memref<?xf32>
+      }
+    }
+)",
+                           {{"K", num(in)},
+                            {"N", num(out)},
+                            {"DOT", dotName},
+                            {"W", eltName(weight)},
+                            {"OUT", bias ? "3" : "2"},
+                            {"BIASLOAD", bias ? "%bias = memref.load %b2[%n] "
+                                                ": memref<?xf32>"
+                                              : "%bias = arith.addf %f0, %f0 "
+                                                ": f32"}});
+  if (bias)
+    return add(body, {Elt::F32, weight, Elt::F32, Elt::F32}, body);
+  return add(body, {Elt::F32, weight, Elt::F32}, body);
+}
+
+// Work: intermediate features I. h[t, i] = silu(x.g[i]) * (x.u[i])
+unsigned KernelLibrary::gateUp(Elt weight, int64_t hidden, int64_t inter) {
+  std::string dotName = dot(weight, hidden);
+  std::string body = subst(R"(    %H = arith.constant $H : index
+    %I = arith.constant $I : index
+    scf.for %i = %begin to %end step %c1 {
+      %wo = arith.muli %i, %H : index
+      scf.for %t = %c0 to %T step %c1 {
+        %xo = arith.muli %t, %H : index
+        %g = func.call $DOT(%b0, %xo, %b1, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+        %u = func.call $DOT(%b0, %xo, %b2, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+        %a = func.call @silu(%g) : (f32) -> f32
+        %h = arith.mulf %a, %u : f32
+        %ti = arith.muli %t, %I : index
+        %ho = arith.addi %ti, %i : index
+        memref.store %h, %b3[%ho] : memref<?xf32>
+      }
+    }
+)",
+                           {{"H", num(hidden)},
+                            {"I", num(inter)},
+                            {"DOT", dotName},
+                            {"W", eltName(weight)}});
+  return add(body, {Elt::F32, weight, weight, Elt::F32}, body);
+}
+
+// Work: T * K * I items (t, k, i). h[t, k, i] = silu(G[e] x) * (U[e] x),
+// e = idx[t, k]: only the selected experts' rows are read.
+unsigned KernelLibrary::expertsGateUp(Elt weight, int64_t hidden, int64_t inter,
+                                      int64_t topK) {
+  std::string dotName = dot(weight, hidden);
+  std::string body = subst(R"(    %H = arith.constant $H : index
+    %I = arith.constant $I : index
+    %KI = arith.constant $KI : index
+    %K = arith.constant $K : index
+    %IH = arith.constant $IH : index
+    scf.for %item = %begin to %end step %c1 {
+      %t = arith.divui %item, %KI : index
+      %tk = arith.divui %item, %I : index
+      %i = arith.remui %item, %I : index
+      %e32 = memref.load %b1[%tk] : memref<?xi32>
+      %e = arith.index_cast %e32 : i32 to index
+      %eo = arith.muli %e, %IH : index
+      %io = arith.muli %i, %H : index
+      %wo = arith.addi %eo, %io : index
+      %xo = arith.muli %t, %H : index
+      %g = func.call $DOT(%b0, %xo, %b2, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+      %u = func.call $DOT(%b0, %xo, %b3, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+      %a = func.call @silu(%g) : (f32) -> f32
+      %h = arith.mulf %a, %u : f32
+      memref.store %h, %b4[%item] : memref<?xf32>
+    }
+)",
+                           {{"H", num(hidden)},
+                            {"I", num(inter)},
+                            {"K", num(topK)},
+                            {"KI", num(topK * inter)},
+                            {"IH", num(inter * hidden)},
+                            {"DOT", dotName},
+                            {"W", eltName(weight)}});
+  return add(body, {Elt::F32, Elt::I32, weight, weight, Elt::F32}, body);
+}
+
+// Work: T * H items (t, j). y[t, j] = sum_k w[t, k] * D[e_k][j, :] . h[t, k, :]
+unsigned KernelLibrary::expertsDown(Elt weight, int64_t hidden, int64_t inter,
+                                    int64_t topK) {
+  std::string dotName = dot(weight, inter);
+  std::string body = subst(R"(    %H = arith.constant $H : index
+    %I = arith.constant $I : index
+    %K = arith.constant $K : index
+    %HI = arith.constant $HI : index
+    scf.for %item = %begin to %end step %c1 {
+      %t = arith.divui %item, %H : index
+      %j = arith.remui %item, %H : index
+      %tK = arith.muli %t, %K : index
+      %acc = scf.for %k = %c0 to %K step %c1 iter_args(%a = %f0) -> (f32) {
+        %tk = arith.addi %tK, %k : index
+        %e32 = memref.load %b1[%tk] : memref<?xi32>
+        %e = arith.index_cast %e32 : i32 to index
+        %eo = arith.muli %e, %HI : index
+        %jo = arith.muli %j, %I : index
+        %wo = arith.addi %eo, %jo : index
+        %ho = arith.muli %tk, %I : index
+        %d = func.call $DOT(%b0, %ho, %b3, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+        %w = memref.load %b2[%tk] : memref<?xf32>
+        %r = math.fma %w, %d, %a : f32
+        scf.yield %r : f32
+      }
+      memref.store %acc, %b4[%item] : memref<?xf32>
+    }
+)",
+                           {{"H", num(hidden)},
+                            {"I", num(inter)},
+                            {"K", num(topK)},
+                            {"HI", num(hidden * inter)},
+                            {"DOT", dotName},
+                            {"W", eltName(weight)}});
+  return add(body, {Elt::F32, Elt::I32, Elt::F32, weight, Elt::F32}, body);
+}
+
+// Work: T tokens. Mirrors transformers' routers: scores (softmax|sigmoid),
+// selection scores (+ bias), group ranking (max or sum of top 2) with the
+// excluded groups' selection scores set to 0.0 (masked_fill(..., 0.0)),
+// top-k by repeated argmax (ties to the lower index), weights from the
+// unbiased scores, optional renormalization (+1e-20), then the scale.
+unsigned KernelLibrary::router(const RouterSpec &spec) {
+  std::string scores;
+  if (spec.sigmoid) {
+    scores = R"(      scf.for %e = %c0 to %E step %c1 {
+        %li = arith.addi %lo, %e : index
+        %l = memref.load %b0[%li] : memref<?xf32>
+        %s = func.call @sigmoid(%l) : (f32) -> f32
+        memref.store %s, %scores[%e] : memref<$Exf32>
+      }
+)";
+  } else {
+    scores =
+        R"(      %mx = scf.for %e = %c0 to %E step %c1 iter_args(%m = %lowest) -> (f32) {
+        %li = arith.addi %lo, %e : index
+        %l = memref.load %b0[%li] : memref<?xf32>
+        %r = arith.maximumf %m, %l : f32
+        scf.yield %r : f32
+      }
+      %sum = scf.for %e = %c0 to %E step %c1 iter_args(%a = %f0) -> (f32) {
+        %li = arith.addi %lo, %e : index
+        %l = memref.load %b0[%li] : memref<?xf32>
+        %d = arith.subf %l, %mx : f32
+        %x = math.exp %d : f32
+        memref.store %x, %scores[%e] : memref<$Exf32>
+        %r = arith.addf %a, %x : f32
+        scf.yield %r : f32
+      }
+      scf.for %e = %c0 to %E step %c1 {
+        %x = memref.load %scores[%e] : memref<$Exf32>
+        %s = arith.divf %x, %sum : f32
+        memref.store %s, %scores[%e] : memref<$Exf32>
+      }
+)";
+  }
+  std::string choice = spec.bias ? R"(      scf.for %e = %c0 to %E step %c1 {
+        %s = memref.load %scores[%e] : memref<$Exf32>
+        %bi = memref.load %b1[%e] : memref<?xf32>
+        %c = arith.addf %s, %bi : f32
+        memref.store %c, %choice[%e] : memref<$Exf32>
+      }
+)"
+                                 : R"(      scf.for %e = %c0 to %E step %c1 {
+        %s = memref.load %scores[%e] : memref<$Exf32>
+        memref.store %s, %choice[%e] : memref<$Exf32>
+      }
+)";
+  std::string groups;
+  if (spec.grouping != RouterSpec::Greedy) {
+    std::string groupScore =
+        spec.grouping == RouterSpec::GroupMax
+            ? R"(        %gs = scf.for %j = %c0 to %PG step %c1 iter_args(%m = %lowest) -> (f32) {
+          %e = arith.addi %go, %j : index
+          %c = memref.load %choice[%e] : memref<$Exf32>
+          %r = arith.maximumf %m, %c : f32
+          scf.yield %r : f32
+        }
+)"
+            : R"(        %top:2 = scf.for %j = %c0 to %PG step %c1 iter_args(%m1 = %lowest, %m2 = %lowest) -> (f32, f32) {
+          %e = arith.addi %go, %j : index
+          %c = memref.load %choice[%e] : memref<$Exf32>
+          %gt1 = arith.cmpf ogt, %c, %m1 : f32
+          %gt2 = arith.cmpf ogt, %c, %m2 : f32
+          %n2a = arith.select %gt2, %c, %m2 : f32
+          %n2 = arith.select %gt1, %m1, %n2a : f32
+          %n1 = arith.select %gt1, %c, %m1 : f32
+          scf.yield %n1, %n2 : f32, f32
+        }
+        %gs = arith.addf %top#0, %top#1 : f32
+)";
+    groups = R"(      %gscore = memref.alloca() : memref<$Gxf32>
+      %gkeep = memref.alloca() : memref<$Gxi8>
+      scf.for %g = %c0 to %G step %c1 {
+        %go = arith.muli %g, %PG : index
+)" + groupScore +
+             R"(        memref.store %gs, %gscore[%g] : memref<$Gxf32>
+        memref.store %zero8, %gkeep[%g] : memref<$Gxi8>
+      }
+      scf.for %r = %c0 to %KG step %c1 {
+        %best:2 = scf.for %g = %c0 to %G step %c1 iter_args(%bv = %lowest, %bg = %c0) -> (f32, index) {
+          %k = memref.load %gkeep[%g] : memref<$Gxi8>
+          %free = arith.cmpi eq, %k, %zero8 : i8
+          %v = memref.load %gscore[%g] : memref<$Gxf32>
+          %gt = arith.cmpf ogt, %v, %bv : f32
+          %better = arith.andi %free, %gt : i1
+          %nv = arith.select %better, %v, %bv : f32
+          %ng = arith.select %better, %g, %bg : index
+          scf.yield %nv, %ng : f32, index
+        }
+        memref.store %one8, %gkeep[%best#1] : memref<$Gxi8>
+      }
+      scf.for %e = %c0 to %E step %c1 {
+        %g = arith.divui %e, %PG : index
+        %k = memref.load %gkeep[%g] : memref<$Gxi8>
+        %drop = arith.cmpi eq, %k, %zero8 : i8
+        scf.if %drop {
+          memref.store %f0, %choice[%e] : memref<$Exf32>
+        }
+      }
+)";
+  }
+  std::string normalize = spec.normalize
+                              ? R"(      %den = arith.addf %wsum, %tiny : f32
+      scf.for %k = %c0 to %K step %c1 {
+        %o = arith.addi %ko, %k : index
+        %w = memref.load %b$W[%o] : memref<?xf32>
+        %n = arith.divf %w, %den : f32
+        memref.store %n, %b$W[%o] : memref<?xf32>
+      }
+)"
+                              : "";
+  std::string body = R"(    %E = arith.constant $E : index
+    %K = arith.constant $K : index
+    %G = arith.constant $G : index
+    %PG = arith.constant $PG : index
+    %KG = arith.constant $KG : index
+    %lowest = arith.constant 0xFF7FFFFF : f32
+    %tiny = arith.constant 1.0e-20 : f32
+    %scale = arith.constant $SCALE : f32
+    %zero8 = arith.constant 0 : i8
+    %one8 = arith.constant 1 : i8
+    scf.for %t = %begin to %end step %c1 {
+      %scores = memref.alloca() : memref<$Exf32>
+      %choice = memref.alloca() : memref<$Exf32>
+      %taken = memref.alloca() : memref<$Exi8>
+      %lo = arith.muli %t, %E : index
+      %ko = arith.muli %t, %K : index
+)" + scores + choice +
+                     groups +
+                     R"(      scf.for %e = %c0 to %E step %c1 {
+        memref.store %zero8, %taken[%e] : memref<$Exi8>
+      }
+      %wsum = scf.for %k = %c0 to %K step %c1 iter_args(%a = %f0) -> (f32) {
+        %best:2 = scf.for %e = %c0 to %E step %c1 iter_args(%bv = %lowest, %be = %c0) -> (f32, index) {
+          %tk = memref.load %taken[%e] : memref<$Exi8>
+          %free = arith.cmpi eq, %tk, %zero8 : i8
+          %v = memref.load %choice[%e] : memref<$Exf32>
+          %gt = arith.cmpf ogt, %v, %bv : f32
+          %better = arith.andi %free, %gt : i1
+          %nv = arith.select %better, %v, %bv : f32
+          %ne = arith.select %better, %e, %be : index
+          scf.yield %nv, %ne : f32, index
+        }
+        memref.store %one8, %taken[%best#1] : memref<$Exi8>
+        %o = arith.addi %ko, %k : index
+        %s = memref.load %scores[%best#1] : memref<$Exf32>
+        memref.store %s, %b$W[%o] : memref<?xf32>
+        %e64 = arith.index_cast %best#1 : index to i32
+        memref.store %e64, %b$I[%o] : memref<?xi32>
+        %r = arith.addf %a, %s : f32
+        scf.yield %r : f32
+      }
+)" + normalize + R"(      scf.for %k = %c0 to %K step %c1 {
+        %o = arith.addi %ko, %k : index
+        %w = memref.load %b$W[%o] : memref<?xf32>
+        %n = arith.mulf %w, %scale : f32
+        memref.store %n, %b$W[%o] : memref<?xf32>
+      }
+    }
+)";
+  int64_t groupsCount = spec.grouping == RouterSpec::Greedy
+                            ? 1
+                            : std::max<int64_t>(1, spec.groups);
+  body = subst(body, {{"E", num(spec.experts)},
+                      {"K", num(spec.topK)},
+                      {"G", num(groupsCount)},
+                      {"PG", num(spec.experts / groupsCount)},
+                      {"KG", num(spec.keptGroups)},
+                      {"SCALE", f32Literal(spec.scale)},
+                      {"W", spec.bias ? "2" : "1"},
+                      {"I", spec.bias ? "3" : "2"}});
+  if (spec.bias)
+    return add(body, {Elt::F32, Elt::F32, Elt::F32, Elt::I32}, body);
+  return add(body, {Elt::F32, Elt::F32, Elt::I32}, body);
+}
+
+// Work: T * heads items (t, h). Rotates pairs by (start_pos + t) * inv_freq;
+// cos/sin are scaled by the attention factor (YaRN).
+unsigned KernelLibrary::rope(int64_t heads, int64_t dim, bool interleaved,
+                             llvm::ArrayRef<float> invFreq,
+                             double attentionFactor) {
+  std::string values;
+  for (auto [i, f] : llvm::enumerate(invFreq))
+    values += (i ? ", " : "") + f32Literal(f);
+  std::string global = formatv("@inv_freq_{0}", globals.size()).str();
+  // Same frequencies give the same global: look for an existing one.
+  std::string decl =
+      formatv("  memref.global \"private\" constant {0} : memref<{1}xf32> = "
+              "dense<[{2}]>\n",
+              global, invFreq.size(), values)
+          .str();
+  bool found = false;
+  for (const std::string &existing : globals) {
+    size_t at = existing.find(" : memref<");
+    if (existing.substr(at) == decl.substr(decl.find(" : memref<"))) {
+      global = existing.substr(existing.find('@'),
+                               existing.find(' ', existing.find('@')) -
+                                   existing.find('@'));
+      found = true;
+      break;
+    }
+  }
+  if (!found)
+    globals.push_back(decl);
+  // Pair (a, b) positions: interleaved (2i, 2i+1) or half-split (i, i+D/2).
+  std::string pairs = interleaved ? R"(        %i2 = arith.muli %i, %c2 : index
+        %ia = arith.addi %o, %i2 : index
+        %ib = arith.addi %ia, %c1 : index
+)"
+                                  : R"(        %ia = arith.addi %o, %i : index
+        %ib = arith.addi %ia, %HALF : index
+)";
+  std::string body = subst(R"(    %H = arith.constant $H : index
+    %D = arith.constant $D : index
+    %HALF = arith.constant $HALF : index
+    %c2 = arith.constant 2 : index
+    %af = arith.constant $AF : f32
+    %freq = memref.get_global $GLOBAL : memref<$HALFxf32>
+    scf.for %item = %begin to %end step %c1 {
+      %t = arith.divui %item, %H : index
+      %p = arith.addi %pos, %t : index
+      %p64 = arith.index_cast %p : index to i64
+      %pf = arith.sitofp %p64 : i64 to f32
+      %o = arith.muli %item, %D : index
+      scf.for %i = %c0 to %HALF step %c1 {
+        %f = memref.load %freq[%i] : memref<$HALFxf32>
+        %ang = arith.mulf %pf, %f : f32
+        %cr = math.cos %ang : f32
+        %sr = math.sin %ang : f32
+        %c = arith.mulf %cr, %af : f32
+        %s = arith.mulf %sr, %af : f32
+$PAIRS        %a = memref.load %b0[%ia] : memref<?xf32>
+        %b = memref.load %b0[%ib] : memref<?xf32>
+        %ac = arith.mulf %a, %c : f32
+        %bs = arith.mulf %b, %s : f32
+        %ra = arith.subf %ac, %bs : f32
+        %bc = arith.mulf %b, %c : f32
+        %as = arith.mulf %a, %s : f32
+        %rb = arith.addf %bc, %as : f32
+        memref.store %ra, %b1[%ia] : memref<?xf32>
+        memref.store %rb, %b1[%ib] : memref<?xf32>
+      }
+    }
+)",
+                           {{"H", num(heads)},
+                            {"D", num(dim)},
+                            {"HALF", num(dim / 2)},
+                            {"AF", f32Literal(attentionFactor)},
+                            {"GLOBAL", global},
+                            {"PAIRS", pairs}});
+  return add(body, {Elt::F32, Elt::F32}, body);
+}
+
+// Work: T * kvHeads items. Writes the new keys/values at start_pos + t.
+unsigned KernelLibrary::kvWrite(int64_t kvHeads, int64_t keyDim,
+                                int64_t valueDim) {
+  std::string body =
+      subst(R"(    %H = arith.constant $H : index
+    %DK = arith.constant $DK : index
+    %DV = arith.constant $DV : index
+    %posH = arith.muli %pos, %H : index
+    scf.for %item = %begin to %end step %c1 {
+      %row = arith.addi %posH, %item : index
+      %ks = arith.muli %item, %DK : index
+      %kd = arith.muli %row, %DK : index
+      scf.for %i = %c0 to %DK step %c1 {
+        %s = arith.addi %ks, %i : index
+        %d = arith.addi %kd, %i : index
+        %v = memref.load %b0[%s] : memref<?xf32>
+        memref.store %v, %b2[%d] : memref<?xf32>
+      }
+      %vs = arith.muli %item, %DV : index
+      %vd = arith.muli %row, %DV : index
+      scf.for %i = %c0 to %DV step %c1 {
+        %s = arith.addi %vs, %i : index
+        %d = arith.addi %vd, %i : index
+        %v = memref.load %b1[%s] : memref<?xf32>
+        memref.store %v, %b3[%d] : memref<?xf32>
+      }
+    }
+)",
+            {{"H", num(kvHeads)}, {"DK", num(keyDim)}, {"DV", num(valueDim)}});
+  return add(body, {Elt::F32, Elt::F32, Elt::F32, Elt::F32}, body);
+}
+
+// Work: T * heads items (t, h). Causal attention over cache rows
+// 0 .. start_pos + t with an online softmax (no [T, S] matrix).
+unsigned KernelLibrary::attention(int64_t heads, int64_t kvHeads,
+                                  int64_t keyDim, int64_t valueDim,
+                                  double scale) {
+  std::string dotName = dot(Elt::F32, keyDim);
+  std::string body = subst(R"(    %H = arith.constant $H : index
+    %HKV = arith.constant $HKV : index
+    %GRP = arith.constant $GRP : index
+    %DK = arith.constant $DK : index
+    %DV = arith.constant $DV : index
+    %scale = arith.constant $SCALE : f32
+    %lowest = arith.constant 0xFF7FFFFF : f32
+    scf.for %item = %begin to %end step %c1 {
+      %acc = memref.alloca() : memref<$DVxf32>
+      scf.for %i = %c0 to %DV step %c1 {
+        memref.store %f0, %acc[%i] : memref<$DVxf32>
+      }
+      %t = arith.divui %item, %H : index
+      %h = arith.remui %item, %H : index
+      %kvh = arith.divui %h, %GRP : index
+      %qo = arith.muli %item, %DK : index
+      %p = arith.addi %pos, %t : index
+      %n = arith.addi %p, %c1 : index
+      %ms:2 = scf.for %j = %c0 to %n step %c1 iter_args(%m = %lowest, %l = %f0) -> (f32, f32) {
+        %jh = arith.muli %j, %HKV : index
+        %row = arith.addi %jh, %kvh : index
+        %ko = arith.muli %row, %DK : index
+        %d = func.call $DOT(%b0, %qo, %b1, %ko) : (memref<?xf32>, index, memref<?xf32>, index) -> f32
+        %s = arith.mulf %d, %scale : f32
+        %m2 = arith.maximumf %m, %s : f32
+        %dm = arith.subf %m, %m2 : f32
+        %corr = math.exp %dm : f32
+        %ds = arith.subf %s, %m2 : f32
+        %pr = math.exp %ds : f32
+        %lc = arith.mulf %l, %corr : f32
+        %l2 = arith.addf %lc, %pr : f32
+        %vo = arith.muli %row, %DV : index
+        scf.for %i = %c0 to %DV step %c1 {
+          %a = memref.load %acc[%i] : memref<$DVxf32>
+          %vi = arith.addi %vo, %i : index
+          %v = memref.load %b2[%vi] : memref<?xf32>
+          %ac = arith.mulf %a, %corr : f32
+          %na = math.fma %pr, %v, %ac : f32
+          memref.store %na, %acc[%i] : memref<$DVxf32>
+        }
+        scf.yield %m2, %l2 : f32, f32
+      }
+      %oo = arith.muli %item, %DV : index
+      scf.for %i = %c0 to %DV step %c1 {
+        %a = memref.load %acc[%i] : memref<$DVxf32>
+        %o = arith.divf %a, %ms#1 : f32
+        %oi = arith.addi %oo, %i : index
+        memref.store %o, %b3[%oi] : memref<?xf32>
+      }
+    }
+)",
+                           {{"H", num(heads)},
+                            {"HKV", num(kvHeads)},
+                            {"GRP", num(heads / kvHeads)},
+                            {"DK", num(keyDim)},
+                            {"DV", num(valueDim)},
+                            {"SCALE", f32Literal(scale)},
+                            {"DOT", dotName}});
+  return add(body, {Elt::F32, Elt::F32, Elt::F32, Elt::F32}, body);
+}
+
+// Work: rows.
+unsigned KernelLibrary::sliceColumns(int64_t inRow, int64_t offset,
+                                     int64_t size) {
+  std::string body =
+      subst(R"(    %IN = arith.constant $IN : index
+    %OFF = arith.constant $OFF : index
+    %N = arith.constant $N : index
+    scf.for %r = %begin to %end step %c1 {
+      %ri = arith.muli %r, %IN : index
+      %si = arith.addi %ri, %OFF : index
+      %di = arith.muli %r, %N : index
+      scf.for %i = %c0 to %N step %c1 {
+        %s = arith.addi %si, %i : index
+        %d = arith.addi %di, %i : index
+        %v = memref.load %b0[%s] : memref<?xf32>
+        memref.store %v, %b1[%d] : memref<?xf32>
+      }
+    }
+)",
+            {{"IN", num(inRow)}, {"OFF", num(offset)}, {"N", num(size)}});
+  return add(body, {Elt::F32, Elt::F32}, body);
+}
+
+// Work: rows.
+unsigned KernelLibrary::concatColumns(int64_t aRow, int64_t bRow) {
+  std::string body =
+      subst(R"(    %A = arith.constant $A : index
+    %B = arith.constant $B : index
+    %AB = arith.constant $AB : index
+    scf.for %r = %begin to %end step %c1 {
+      %ao = arith.muli %r, %A : index
+      %bo = arith.muli %r, %B : index
+      %oo = arith.muli %r, %AB : index
+      scf.for %i = %c0 to %A step %c1 {
+        %s = arith.addi %ao, %i : index
+        %d = arith.addi %oo, %i : index
+        %v = memref.load %b0[%s] : memref<?xf32>
+        memref.store %v, %b2[%d] : memref<?xf32>
+      }
+      %ob = arith.addi %oo, %A : index
+      scf.for %i = %c0 to %B step %c1 {
+        %s = arith.addi %bo, %i : index
+        %d = arith.addi %ob, %i : index
+        %v = memref.load %b1[%s] : memref<?xf32>
+        memref.store %v, %b2[%d] : memref<?xf32>
+      }
+    }
+)",
+            {{"A", num(aRow)}, {"B", num(bRow)}, {"AB", num(aRow + bRow)}});
+  return add(body, {Elt::F32, Elt::F32, Elt::F32}, body);
+}
+
+// Work: T * heads items (t, h).
+unsigned KernelLibrary::broadcastRows(int64_t heads, int64_t row) {
+  std::string body = subst(R"(    %H = arith.constant $H : index
+    %R = arith.constant $R : index
+    scf.for %item = %begin to %end step %c1 {
+      %t = arith.divui %item, %H : index
+      %so = arith.muli %t, %R : index
+      %do = arith.muli %item, %R : index
+      scf.for %i = %c0 to %R step %c1 {
+        %s = arith.addi %so, %i : index
+        %d = arith.addi %do, %i : index
+        %v = memref.load %b0[%s] : memref<?xf32>
+        memref.store %v, %b1[%d] : memref<?xf32>
+      }
+    }
+)",
+                           {{"H", num(heads)}, {"R", num(row)}});
+  return add(body, {Elt::F32, Elt::F32}, body);
+}

@@ -1,0 +1,96 @@
+//===- CpuKernels.h - MLIR kernels for the CPU target ----------*- C++ -*-===//
+//
+// Part of moec. Every dispatch of the CPU plan runs one kernel generated
+// here, specialized on the model's static sizes. A kernel body is MLIR in the
+// scf/vector/memref/arith/math dialects over flat 1-D buffers; a generic
+// wrapper gives it the runtime ABI
+//
+//   extern "C" void k(void *const *bindings, const int64_t *scalars,
+//                     int64_t begin, int64_t end)
+//
+// (scalars[0] = tokens T of the call, scalars[1] = start position), so the
+// runtime can split [begin, end) work ranges across its threads.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_CONVERSION_MOETOCPU_CPUKERNELS_H
+#define MOEC_CONVERSION_MOETOCPU_CPUKERNELS_H
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace moec::cpu {
+
+/// Element types of kernel bindings.
+enum class Elt { F32, BF16, I64, I32 };
+
+/// Generates and deduplicates kernels: two dispatches with the same kernel
+/// text share one function.
+class KernelLibrary {
+public:
+  /// Each returns the kernel's index; `weight` is the element type of the
+  /// large (matrix) weights (1-D weights are always f32).
+  unsigned embedding(Elt weight, int64_t vocab, int64_t hidden);
+  unsigned rmsNorm(int64_t hidden, double eps);
+  unsigned addRmsNorm(int64_t hidden, double eps);
+  unsigned elementwise(llvm::StringRef op /*addf|mulf*/);
+  unsigned sigmoidGate(int64_t hidden);
+  unsigned linear(Elt weight, int64_t in, int64_t out, bool bias);
+  unsigned gateUp(Elt weight, int64_t hidden, int64_t inter);
+  unsigned expertsGateUp(Elt weight, int64_t hidden, int64_t inter,
+                         int64_t topK);
+  unsigned expertsDown(Elt weight, int64_t hidden, int64_t inter, int64_t topK);
+  struct RouterSpec {
+    int64_t experts, topK;
+    bool sigmoid;
+    enum { Greedy, GroupMax, GroupTop2 } grouping;
+    int64_t groups, keptGroups;
+    bool bias, normalize;
+    double scale;
+  };
+  unsigned router(const RouterSpec &spec);
+  unsigned rope(int64_t heads, int64_t dim, bool interleaved,
+                llvm::ArrayRef<float> invFreq, double attentionFactor);
+  unsigned kvWrite(int64_t kvHeads, int64_t keyDim, int64_t valueDim);
+  unsigned attention(int64_t heads, int64_t kvHeads, int64_t keyDim,
+                     int64_t valueDim, double scale);
+  /// out[r, :] = in[r, offset : offset + size] for rows of `inRow` values.
+  unsigned sliceColumns(int64_t inRow, int64_t offset, int64_t size);
+  /// out[r, :] = concat(a[r, :], b[r, :]).
+  unsigned concatColumns(int64_t aRow, int64_t bRow);
+  /// out[t, h, :] = in[t, :] for `heads` heads of `row` values.
+  unsigned broadcastRows(int64_t heads, int64_t row);
+
+  /// Kernel names in index order ("k0", "k1", ...).
+  std::vector<std::string> names() const;
+  /// The module text of every kernel, wrappers included.
+  std::string moduleText() const;
+
+private:
+  unsigned add(const std::string &key, llvm::ArrayRef<Elt> bindings,
+               const std::string &body);
+  std::string helpers() const;
+
+  struct Kernel {
+    std::string name;
+    llvm::SmallVector<Elt, 8> bindings;
+    std::string body; // function body text using %b0.. and %T %pos %begin %end
+  };
+  std::vector<Kernel> kernels;
+  llvm::StringMap<unsigned> byKey;
+  // Shared helper functions (dot products) requested by kernels.
+  llvm::StringMap<std::string> helperText;
+  std::vector<std::string> globals;
+
+  std::string dot(Elt weight, int64_t length);
+};
+
+} // namespace moec::cpu
+
+#endif // MOEC_CONVERSION_MOETOCPU_CPUKERNELS_H

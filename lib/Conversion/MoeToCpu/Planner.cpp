@@ -1,0 +1,683 @@
+//===- Planner.cpp - moe entry points -> CPU dispatch plans ---------------===//
+//
+// Part of moec. Walks each entry function of the optimized `moe` module (a
+// straight-line list of ops) and turns it into dispatches of generated
+// kernels. Every tensor value gets a binding: a weight (compile-time
+// expression over checkpoint tensors), a KV cache, the call's token ids or
+// logits, or a slot of the activation arena. Arena slots are planned for the
+// entry's largest token count with liveness-based reuse; reshapes alias
+// their source, since all buffers are dense row-major.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moec/Conversion/CpuBackend.h"
+
+#include "CpuKernels.h"
+#include "moe/IR/MoeOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cmath>
+#include <map>
+
+using namespace mlir;
+using llvm::formatv;
+
+namespace moec::cpu {
+
+uint64_t PlannedWeight::bytes() const {
+  uint64_t count = 1;
+  for (int64_t dim : shape)
+    count *= static_cast<uint64_t>(dim);
+  return count * (isBf16 ? 2 : 4);
+}
+
+namespace {
+
+constexpr uint64_t kArenaAlignment = 64;
+
+RankedTensorType tensorType(Value value) {
+  return cast<RankedTensorType>(value.getType());
+}
+
+// Elements per token of an activation ([T, ...] with T dynamic or fixed).
+int64_t perToken(Value value) {
+  int64_t count = 1;
+  for (int64_t dim : tensorType(value).getShape().drop_front())
+    count *= dim;
+  return count;
+}
+
+//===----------------------------------------------------------------------===//
+// RoPE frequencies, as transformers' rope init functions compute them
+//===----------------------------------------------------------------------===//
+
+double getMscale(double scale, double mscale) {
+  return scale <= 1.0 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0;
+}
+
+void ropeTables(moe::RopeOp op, std::vector<float> &invFreq,
+                double &attentionFactor) {
+  int64_t dim = tensorType(op.getInput()).getDimSize(2);
+  float base = static_cast<float>(op.getTheta().convertToDouble());
+  invFreq.clear();
+  for (int64_t i = 0; i < dim; i += 2)
+    invFreq.push_back(
+        1.0f / std::pow(base, static_cast<float>(i) / static_cast<float>(dim)));
+  attentionFactor = 1.0;
+  auto attr = [&](std::optional<llvm::APFloat> value, double fallback) {
+    return value ? value->convertToDouble() : fallback;
+  };
+  double factor = attr(op.getFactor(), 1.0);
+  switch (op.getScaling()) {
+  case moe::RopeScaling::none:
+    break;
+  case moe::RopeScaling::linear:
+    for (float &f : invFreq)
+      f = static_cast<float>(f / factor);
+    break;
+  case moe::RopeScaling::yarn: {
+    double betaFast = attr(op.getBetaFast(), 32.0);
+    double betaSlow = attr(op.getBetaSlow(), 1.0);
+    double original =
+        static_cast<double>(*op.getOriginalMaxPositionEmbeddings());
+    std::optional<llvm::APFloat> mscale = op.getMscale();
+    std::optional<llvm::APFloat> mscaleAll = op.getMscaleAllDim();
+    if (mscale && mscaleAll && mscale->convertToDouble() != 0.0 &&
+        mscaleAll->convertToDouble() != 0.0)
+      attentionFactor = getMscale(factor, mscale->convertToDouble()) /
+                        getMscale(factor, mscaleAll->convertToDouble());
+    else
+      attentionFactor = getMscale(factor, 1.0);
+    auto correctionDim = [&](double rotations) {
+      return (dim * std::log(original / (rotations * 2 * M_PI))) /
+             (2 * std::log(static_cast<double>(base)));
+    };
+    double low = std::max(std::floor(correctionDim(betaFast)), 0.0);
+    double high = std::min(std::ceil(correctionDim(betaSlow)),
+                           static_cast<double>(dim - 1));
+    if (low == high)
+      high += 0.001;
+    for (size_t i = 0; i < invFreq.size(); ++i) {
+      float pos =
+          std::pow(base, static_cast<float>(2 * i) / static_cast<float>(dim));
+      float extrapolation = 1.0f / pos;
+      float interpolation = 1.0f / (static_cast<float>(factor) * pos);
+      float ramp =
+          static_cast<float>((static_cast<double>(i) - low) / (high - low));
+      ramp = std::clamp(ramp, 0.0f, 1.0f);
+      float extrapolationFactor = 1.0f - ramp;
+      invFreq[i] = interpolation * (1.0f - extrapolationFactor) +
+                   extrapolation * extrapolationFactor;
+    }
+    break;
+  }
+  case moe::RopeScaling::llama3: {
+    double low = attr(op.getLowFreqFactor(), 1.0);
+    double high = attr(op.getHighFreqFactor(), 4.0);
+    double original =
+        static_cast<double>(*op.getOriginalMaxPositionEmbeddings());
+    double lowWavelen = original / low, highWavelen = original / high;
+    for (float &f : invFreq) {
+      double wavelen = 2 * M_PI / f;
+      double scaled = wavelen > lowWavelen ? f / factor : f;
+      double smooth = (original / wavelen - low) / (high - low);
+      double smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
+      bool medium = !(wavelen < highWavelen) && !(wavelen > lowWavelen);
+      f = static_cast<float>(medium ? smoothed : scaled);
+    }
+    break;
+  }
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// The planner
+//===----------------------------------------------------------------------===//
+
+// A binding before arena offsets are known: Arena bindings name a virtual
+// buffer.
+struct VirtualBinding {
+  PlannedBinding::Kind kind;
+  uint32_t index;
+};
+
+struct VirtualDispatch {
+  unsigned kernel;
+  llvm::SmallVector<VirtualBinding, 8> bindings;
+  int64_t workPerToken, workFixed;
+  std::string what;
+};
+
+class Planner {
+public:
+  Planner(CpuProgram &program, KernelLibrary &kernels,
+          const CpuOptions &options)
+      : program(program), kernels(kernels), options(options) {}
+
+  llvm::Error planEntry(func::FuncOp func, int64_t maxTokens);
+
+private:
+  llvm::Error planOp(Operation *op);
+  llvm::Error fail(Operation *op, const llvm::Twine &message) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    os << "cannot lower '" << op->getName() << "' for the CPU: " << message;
+    return llvm::createStringError(text);
+  }
+
+  // Bindings of values.
+  std::optional<WeightExpr> weightExpr(Value value);
+  VirtualBinding weight(Value value);
+  VirtualBinding input(Value value) { return bound.lookup(value); }
+  VirtualBinding output(Value value);
+  VirtualBinding temporary(uint64_t bytes);
+  void dispatch(unsigned kernel, llvm::ArrayRef<VirtualBinding> bindings,
+                int64_t workPerToken, int64_t workFixed, Operation *op);
+  Elt weightElt() const {
+    return options.weightType == WeightType::BF16 ? Elt::BF16 : Elt::F32;
+  }
+  uint64_t bytesOf(Value value) const {
+    auto type = tensorType(value);
+    uint64_t count = 1;
+    for (int64_t dim : type.getShape())
+      count *= ShapedType::isDynamic(dim) ? maxTokens : dim;
+    return count * 4; // f32 activations, i32 expert indices
+  }
+
+  CpuProgram &program;
+  KernelLibrary &kernels;
+  const CpuOptions &options;
+  llvm::StringMap<unsigned> weightIndex;
+
+  // Per entry.
+  int64_t maxTokens = 0;
+  llvm::DenseMap<Value, VirtualBinding> bound;
+  Value logitsValue;
+  std::vector<uint64_t> bufferBytes;
+  std::vector<unsigned> bufferFirst, bufferLast; // dispatch indices
+  std::vector<VirtualDispatch> dispatches;
+};
+
+std::optional<WeightExpr> Planner::weightExpr(Value value) {
+  Operation *def = value.getDefiningOp();
+  if (!def)
+    return std::nullopt;
+  WeightExpr expr;
+  expr.shape.assign(tensorType(value).getShape().begin(),
+                    tensorType(value).getShape().end());
+  if (auto param = dyn_cast<moe::ParamOp>(def)) {
+    expr.kind = WeightExpr::Param;
+    expr.name = param.getName().str();
+    return expr;
+  }
+  if (auto stack = dyn_cast<moe::StackOp>(def)) {
+    expr.kind = WeightExpr::Stack;
+    for (Value operand : stack.getInputs()) {
+      std::optional<WeightExpr> child = weightExpr(operand);
+      if (!child)
+        return std::nullopt;
+      expr.operands.push_back(std::move(*child));
+    }
+    return expr;
+  }
+  if (auto dequant = dyn_cast<moe::DequantizeFp8Op>(def)) {
+    std::optional<WeightExpr> q = weightExpr(dequant.getInput());
+    std::optional<WeightExpr> s = weightExpr(dequant.getScaleInv());
+    if (!q || !s)
+      return std::nullopt;
+    expr.kind = WeightExpr::DequantizeFp8;
+    expr.operands = {std::move(*q), std::move(*s)};
+    expr.blockRows = static_cast<int64_t>(dequant.getBlockRows());
+    expr.blockCols = static_cast<int64_t>(dequant.getBlockCols());
+    return expr;
+  }
+  if (auto slice = dyn_cast<tensor::ExtractSliceOp>(def)) {
+    std::optional<WeightExpr> source = weightExpr(slice.getSource());
+    if (!source || !slice.hasUnitStride() || !slice.getStaticOffsets().size())
+      return std::nullopt;
+    // Exactly one sliced dimension.
+    int64_t slicedDim = -1;
+    for (auto [dim, size] :
+         llvm::enumerate(tensorType(slice.getSource()).getShape()))
+      if (slice.getStaticSizes()[dim] != size)
+        slicedDim = dim;
+    if (slicedDim < 0)
+      return source;
+    expr.kind = WeightExpr::Slice;
+    expr.dim = slicedDim;
+    expr.offset = slice.getStaticOffsets()[slicedDim];
+    expr.size = slice.getStaticSizes()[slicedDim];
+    expr.operands = {std::move(*source)};
+    return expr;
+  }
+  return std::nullopt;
+}
+
+// A readable, unique key and display name of a weight expression.
+static std::string exprKey(const WeightExpr &expr) {
+  switch (expr.kind) {
+  case WeightExpr::Param:
+    return expr.name;
+  case WeightExpr::Stack: {
+    std::string key = "stack(";
+    for (const WeightExpr &child : expr.operands)
+      key += exprKey(child) + ",";
+    return key + ")";
+  }
+  case WeightExpr::Slice:
+    return formatv("{0}[dim {1}: {2}+{3}]", exprKey(expr.operands[0]), expr.dim,
+                   expr.offset, expr.size)
+        .str();
+  case WeightExpr::DequantizeFp8:
+    return exprKey(expr.operands[0]);
+  }
+  return "";
+}
+
+// "a.experts.0.b", "a.experts.1.b", ... -> "a.experts.*.b"
+static std::string displayName(const WeightExpr &expr) {
+  if (expr.kind != WeightExpr::Stack)
+    return exprKey(expr);
+  std::string first = displayName(expr.operands.front());
+  std::string last = displayName(expr.operands.back());
+  size_t prefix = 0;
+  while (prefix < first.size() && prefix < last.size() &&
+         first[prefix] == last[prefix])
+    ++prefix;
+  size_t suffix = 0;
+  while (suffix < first.size() - prefix && suffix < last.size() - prefix &&
+         first[first.size() - 1 - suffix] == last[last.size() - 1 - suffix])
+    ++suffix;
+  return first.substr(0, prefix) + "*" + first.substr(first.size() - suffix);
+}
+
+VirtualBinding Planner::weight(Value value) {
+  std::optional<WeightExpr> expr = weightExpr(value);
+  assert(expr && "not a weight");
+  std::string key = exprKey(*expr);
+  auto [it, inserted] = weightIndex.try_emplace(key, program.weights.size());
+  if (inserted) {
+    PlannedWeight planned;
+    planned.name = displayName(*expr);
+    planned.shape = expr->shape;
+    // Vectors (norms, biases, router bias) stay f32; matrices follow
+    // --dtype.
+    planned.isBf16 =
+        expr->shape.size() >= 2 && options.weightType == WeightType::BF16;
+    planned.expr = std::move(*expr);
+    program.weights.push_back(std::move(planned));
+  }
+  return {PlannedBinding::Weight, it->second};
+}
+
+VirtualBinding Planner::temporary(uint64_t bytes) {
+  bufferBytes.push_back(bytes);
+  bufferFirst.push_back(dispatches.size());
+  bufferLast.push_back(dispatches.size());
+  return {PlannedBinding::Arena, static_cast<uint32_t>(bufferBytes.size() - 1)};
+}
+
+VirtualBinding Planner::output(Value value) {
+  VirtualBinding binding = value == logitsValue
+                               ? VirtualBinding{PlannedBinding::Logits, 0}
+                               : temporary(bytesOf(value));
+  bound[value] = binding;
+  return binding;
+}
+
+void Planner::dispatch(unsigned kernel, llvm::ArrayRef<VirtualBinding> bindings,
+                       int64_t workPerToken, int64_t workFixed, Operation *op) {
+  for (const VirtualBinding &binding : bindings)
+    if (binding.kind == PlannedBinding::Arena) {
+      bufferFirst[binding.index] =
+          std::min<unsigned>(bufferFirst[binding.index], dispatches.size());
+      bufferLast[binding.index] = dispatches.size();
+    }
+  std::string what;
+  llvm::raw_string_ostream os(what);
+  os << op->getName();
+  dispatches.push_back({kernel, llvm::SmallVector<VirtualBinding, 8>(bindings),
+                        workPerToken, workFixed, what});
+}
+
+llvm::Error Planner::planEntry(func::FuncOp func, int64_t entryMaxTokens) {
+  maxTokens = entryMaxTokens;
+  bound.clear();
+  bufferBytes.clear();
+  bufferFirst.clear();
+  bufferLast.clear();
+  dispatches.clear();
+
+  // Arguments: ids, start_pos, then a key and a value cache per layer.
+  Block &body = func.getBody().front();
+  if (body.getNumArguments() < 2 || body.getNumArguments() % 2 != 0)
+    return llvm::createStringError("entry point @" + func.getName() +
+                                   " does not have the (ids, start_pos, "
+                                   "caches...) signature");
+  bound[body.getArgument(0)] = {PlannedBinding::TokenIds, 0};
+  unsigned layers = (body.getNumArguments() - 2) / 2;
+  for (unsigned layer = 0; layer < layers; ++layer) {
+    bound[body.getArgument(2 + 2 * layer)] = {PlannedBinding::KeyCache, layer};
+    bound[body.getArgument(3 + 2 * layer)] = {PlannedBinding::ValueCache,
+                                              layer};
+  }
+  if (program.kvCaches.empty())
+    for (unsigned layer = 0; layer < layers; ++layer) {
+      PlannedKvCache cache;
+      auto key = tensorType(body.getArgument(2 + 2 * layer)).getShape();
+      auto value = tensorType(body.getArgument(3 + 2 * layer)).getShape();
+      cache.keyShape.assign(key.begin(), key.end());
+      cache.valueShape.assign(value.begin(), value.end());
+      program.kvCaches.push_back(cache);
+    }
+  auto ret = cast<func::ReturnOp>(body.getTerminator());
+  logitsValue = ret.getOperand(0);
+
+  for (Operation &op : body.without_terminator())
+    if (llvm::Error err = planOp(&op))
+      return err;
+  if (bound.lookup(logitsValue).kind != PlannedBinding::Logits)
+    return llvm::createStringError("entry point @" + func.getName() +
+                                   ": the logits are not produced by a "
+                                   "kernel");
+  for (unsigned i = 1; i < ret.getNumOperands(); ++i) {
+    VirtualBinding cache = bound.lookup(ret.getOperand(i));
+    if (cache.kind != PlannedBinding::KeyCache &&
+        cache.kind != PlannedBinding::ValueCache)
+      return llvm::createStringError("entry point @" + func.getName() +
+                                     ": returned cache is not a cache");
+  }
+
+  // Arena offsets: first fit over buffers sorted by first use; a buffer's
+  // bytes are free again after its last use.
+  std::vector<uint64_t> offsets(bufferBytes.size(), 0);
+  std::vector<unsigned> order(bufferBytes.size());
+  for (unsigned i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](unsigned a, unsigned b) {
+    return bufferFirst[a] < bufferFirst[b];
+  });
+  std::vector<unsigned> placed;
+  uint64_t arenaBytes = 0;
+  for (unsigned buffer : order) {
+    uint64_t size = llvm::alignTo(bufferBytes[buffer], kArenaAlignment);
+    // Intervals of live buffers overlapping this one in time.
+    std::vector<std::pair<uint64_t, uint64_t>> busy;
+    for (unsigned other : placed)
+      if (!(bufferLast[other] < bufferFirst[buffer] ||
+            bufferLast[buffer] < bufferFirst[other]))
+        busy.push_back(
+            {offsets[other], offsets[other] + llvm::alignTo(bufferBytes[other],
+                                                            kArenaAlignment)});
+    std::sort(busy.begin(), busy.end());
+    uint64_t candidate = 0;
+    for (auto [begin, end] : busy) {
+      if (candidate + size <= begin)
+        break;
+      candidate = std::max(candidate, end);
+    }
+    offsets[buffer] = candidate;
+    arenaBytes = std::max(arenaBytes, candidate + size);
+    placed.push_back(buffer);
+  }
+
+  PlannedEntry entry;
+  entry.name = func.getName().str();
+  entry.maxTokens = maxTokens;
+  entry.arenaBytes = arenaBytes;
+  for (const VirtualDispatch &d : dispatches) {
+    PlannedDispatch planned;
+    planned.kernel = d.kernel;
+    planned.workPerToken = d.workPerToken;
+    planned.workFixed = d.workFixed;
+    planned.what = d.what;
+    for (const VirtualBinding &b : d.bindings)
+      planned.bindings.push_back(
+          {b.kind, b.kind == PlannedBinding::Arena ? 0 : b.index,
+           b.kind == PlannedBinding::Arena ? offsets[b.index] : 0});
+    entry.dispatches.push_back(std::move(planned));
+  }
+  program.entries.push_back(std::move(entry));
+  return llvm::Error::success();
+}
+
+llvm::Error Planner::planOp(Operation *op) {
+  // Scalars and shapes: nothing to run.
+  if (isa<arith::ConstantOp, tensor::DimOp, tensor::EmptyOp>(op))
+    return llvm::Error::success();
+  // Weights: compile-time expressions, bound on first use.
+  if (isa<moe::ParamOp, moe::StackOp, moe::DequantizeFp8Op>(op))
+    return llvm::Error::success();
+  if (auto slice = dyn_cast<tensor::ExtractSliceOp>(op);
+      slice && weightExpr(slice.getResult()))
+    return llvm::Error::success();
+  auto w = [&](Value value) { return weight(value); };
+
+  // Reshapes of dense row-major buffers are free.
+  if (isa<tensor::ExpandShapeOp, tensor::CollapseShapeOp>(op)) {
+    bound[op->getResult(0)] = input(op->getOperand(0));
+    return llvm::Error::success();
+  }
+
+  if (auto embed = dyn_cast<moe::EmbeddingOp>(op)) {
+    if (input(embed.getIds()).kind != PlannedBinding::TokenIds)
+      return fail(op, "ids must be the entry point's token ids");
+    auto table = tensorType(embed.getTable());
+    unsigned k = kernels.embedding(weightElt(), table.getDimSize(0),
+                                   table.getDimSize(1));
+    VirtualBinding t = w(embed.getTable()), ids = input(embed.getIds());
+    dispatch(k, {t, ids, output(embed.getResult())}, 1, 0, op);
+    return llvm::Error::success();
+  }
+  if (auto norm = dyn_cast<moe::RmsNormOp>(op)) {
+    int64_t hidden = tensorType(norm.getInput()).getShape().back();
+    unsigned k = kernels.rmsNorm(hidden, norm.getEpsilon().convertToDouble());
+    VirtualBinding x = input(norm.getInput()), wt = w(norm.getWeight());
+    dispatch(k, {x, wt, output(norm.getResult())},
+             perToken(norm.getInput()) / hidden, 0, op);
+    return llvm::Error::success();
+  }
+  if (auto norm = dyn_cast<moe::AddRmsNormOp>(op)) {
+    int64_t hidden = tensorType(norm.getInput()).getShape().back();
+    unsigned k =
+        kernels.addRmsNorm(hidden, norm.getEpsilon().convertToDouble());
+    VirtualBinding a = input(norm.getInput()), b = input(norm.getResidual()),
+                   wt = w(norm.getWeight());
+    VirtualBinding sum = output(norm.getSum());
+    dispatch(k, {a, b, wt, sum, output(norm.getResult())},
+             perToken(norm.getInput()) / hidden, 0, op);
+    return llvm::Error::success();
+  }
+  if (isa<moe::AddOp, moe::MulOp>(op)) {
+    unsigned k = kernels.elementwise(isa<moe::AddOp>(op) ? "addf" : "mulf");
+    VirtualBinding a = input(op->getOperand(0)), b = input(op->getOperand(1));
+    dispatch(k, {a, b, output(op->getResult(0))}, perToken(op->getResult(0)), 0,
+             op);
+    return llvm::Error::success();
+  }
+  if (auto gate = dyn_cast<moe::SigmoidGateOp>(op)) {
+    int64_t hidden = perToken(gate.getInput());
+    unsigned k = kernels.sigmoidGate(hidden);
+    VirtualBinding x = input(gate.getInput()), g = input(gate.getGate());
+    dispatch(k, {x, g, output(gate.getResult())}, hidden, 0, op);
+    return llvm::Error::success();
+  }
+  if (auto linear = dyn_cast<moe::LinearOp>(op)) {
+    if (tensorType(linear.getInput()).getRank() != 2)
+      return fail(op, "only [tokens, features] inputs are supported");
+    auto weightType = tensorType(linear.getWeight());
+    int64_t out = weightType.getDimSize(0), in = weightType.getDimSize(1);
+    unsigned k = kernels.linear(weightElt(), in, out,
+                                static_cast<bool>(linear.getBias()));
+    llvm::SmallVector<VirtualBinding, 4> bindings{input(linear.getInput()),
+                                                  w(linear.getWeight())};
+    if (linear.getBias())
+      bindings.push_back(w(linear.getBias()));
+    bindings.push_back(output(linear.getResult()));
+    dispatch(k, bindings, 0, out, op);
+    return llvm::Error::success();
+  }
+  if (auto mlp = dyn_cast<moe::MlpOp>(op)) {
+    auto gateType = tensorType(mlp.getGateWeight());
+    int64_t inter = gateType.getDimSize(0), hidden = gateType.getDimSize(1);
+    VirtualBinding x = input(mlp.getInput());
+    VirtualBinding h = temporary(static_cast<uint64_t>(maxTokens) * inter * 4);
+    dispatch(kernels.gateUp(weightElt(), hidden, inter),
+             {x, w(mlp.getGateWeight()), w(mlp.getUpWeight()), h}, 0, inter,
+             op);
+    dispatch(kernels.linear(weightElt(), inter, hidden, false),
+             {h, w(mlp.getDownWeight()), output(mlp.getResult())}, 0, hidden,
+             op);
+    return llvm::Error::success();
+  }
+  if (auto router = dyn_cast<moe::RouterOp>(op)) {
+    if (tensorType(router.getIndices())
+            .getElementType()
+            .getIntOrFloatBitWidth() != 32)
+      return fail(op, "expert indices must be i32");
+    KernelLibrary::RouterSpec spec;
+    spec.experts = tensorType(router.getLogits()).getDimSize(1);
+    spec.topK = static_cast<int64_t>(router.getTopK());
+    spec.sigmoid = router.getScoring() == moe::ScoringFunc::sigmoid;
+    spec.grouping = router.getMethod() == moe::TopKMethod::greedy
+                        ? KernelLibrary::RouterSpec::Greedy
+                    : router.getMethod() == moe::TopKMethod::noaux_tc
+                        ? KernelLibrary::RouterSpec::GroupTop2
+                        : KernelLibrary::RouterSpec::GroupMax;
+    spec.groups = router.getNGroup() ? *router.getNGroup() : 1;
+    spec.keptGroups = router.getTopkGroup() ? *router.getTopkGroup() : 1;
+    spec.bias = static_cast<bool>(router.getBias());
+    spec.normalize = router.getNormTopkProb();
+    spec.scale = router.getRoutedScalingFactor().convertToDouble();
+    llvm::SmallVector<VirtualBinding, 4> bindings{input(router.getLogits())};
+    if (router.getBias())
+      bindings.push_back(w(router.getBias()));
+    bindings.push_back(output(router.getWeights()));
+    bindings.push_back(output(router.getIndices()));
+    dispatch(kernels.router(spec), bindings, 1, 0, op);
+    return llvm::Error::success();
+  }
+  if (auto experts = dyn_cast<moe::ExpertsOp>(op)) {
+    auto gateType = tensorType(experts.getGateWeight());
+    int64_t inter = gateType.getDimSize(1), hidden = gateType.getDimSize(2);
+    int64_t topK = tensorType(experts.getExpertIndices()).getDimSize(1);
+    VirtualBinding x = input(experts.getInput()),
+                   idx = input(experts.getExpertIndices()),
+                   wts = input(experts.getRoutingWeights());
+    VirtualBinding h =
+        temporary(static_cast<uint64_t>(maxTokens) * topK * inter * 4);
+    dispatch(kernels.expertsGateUp(weightElt(), hidden, inter, topK),
+             {x, idx, w(experts.getGateWeight()), w(experts.getUpWeight()), h},
+             topK * inter, 0, op);
+    dispatch(
+        kernels.expertsDown(weightElt(), hidden, inter, topK),
+        {h, idx, wts, w(experts.getDownWeight()), output(experts.getResult())},
+        hidden, 0, op);
+    return llvm::Error::success();
+  }
+  if (auto rope = dyn_cast<moe::RopeOp>(op)) {
+    auto type = tensorType(rope.getInput());
+    std::vector<float> invFreq;
+    double attentionFactor;
+    ropeTables(rope, invFreq, attentionFactor);
+    unsigned k = kernels.rope(type.getDimSize(1), type.getDimSize(2),
+                              rope.getInterleaved(), invFreq, attentionFactor);
+    VirtualBinding x = input(rope.getInput());
+    dispatch(k, {x, output(rope.getResult())}, type.getDimSize(1), 0, op);
+    return llvm::Error::success();
+  }
+  if (auto attn = dyn_cast<moe::AttentionOp>(op)) {
+    auto q = tensorType(attn.getQuery()), v = tensorType(attn.getValue());
+    int64_t heads = q.getDimSize(1), kvHeads = v.getDimSize(1);
+    int64_t keyDim = q.getDimSize(2), valueDim = v.getDimSize(2);
+    VirtualBinding kc = input(attn.getKeyCache()),
+                   vc = input(attn.getValueCache());
+    if (kc.kind != PlannedBinding::KeyCache ||
+        vc.kind != PlannedBinding::ValueCache)
+      return fail(op, "caches must be the entry point's cache arguments");
+    dispatch(kernels.kvWrite(kvHeads, keyDim, valueDim),
+             {input(attn.getKey()), input(attn.getValue()), kc, vc}, kvHeads, 0,
+             op);
+    dispatch(kernels.attention(heads, kvHeads, keyDim, valueDim,
+                               attn.getScale().convertToDouble()),
+             {input(attn.getQuery()), kc, vc, output(attn.getResult())}, heads,
+             0, op);
+    bound[attn.getNewKeyCache()] = kc;
+    bound[attn.getNewValueCache()] = vc;
+    return llvm::Error::success();
+  }
+  if (auto slice = dyn_cast<tensor::ExtractSliceOp>(op)) {
+    auto source = tensorType(slice.getSource());
+    int64_t last = source.getRank() - 1;
+    for (int64_t dim = 1; dim < last; ++dim)
+      if (slice.getStaticOffsets()[dim] != 0 ||
+          slice.getStaticSizes()[dim] != source.getDimSize(dim))
+        return fail(op, "only slices of the last dimension are supported");
+    if (!slice.hasUnitStride() ||
+        ShapedType::isDynamic(slice.getStaticOffsets()[last]))
+      return fail(op, "only static unit-stride slices are supported");
+    int64_t inRow = source.getDimSize(last);
+    unsigned k = kernels.sliceColumns(inRow, slice.getStaticOffsets()[last],
+                                      slice.getStaticSizes()[last]);
+    VirtualBinding in = input(slice.getSource());
+    dispatch(k, {in, output(slice.getResult())},
+             perToken(slice.getSource()) / inRow, 0, op);
+    return llvm::Error::success();
+  }
+  if (auto concat = dyn_cast<tensor::ConcatOp>(op)) {
+    auto type = tensorType(concat.getResult());
+    if (concat.getDim() != static_cast<uint64_t>(type.getRank() - 1) ||
+        concat.getInputs().size() != 2)
+      return fail(op, "only two-operand concatenation of the last dimension "
+                      "is supported");
+    int64_t aRow = tensorType(concat.getInputs()[0]).getShape().back();
+    int64_t bRow = tensorType(concat.getInputs()[1]).getShape().back();
+    VirtualBinding a = input(concat.getInputs()[0]),
+                   b = input(concat.getInputs()[1]);
+    dispatch(kernels.concatColumns(aRow, bRow),
+             {a, b, output(concat.getResult())},
+             perToken(concat.getResult()) / (aRow + bRow), 0, op);
+    return llvm::Error::success();
+  }
+  if (auto broadcast = dyn_cast<linalg::BroadcastOp>(op)) {
+    auto out = tensorType(broadcast.getInit());
+    if (out.getRank() != 3 || broadcast.getDimensions() != ArrayRef<int64_t>{1})
+      return fail(op, "only [T, R] -> [T, H, R] broadcasts are supported");
+    VirtualBinding in = input(broadcast.getInput());
+    dispatch(kernels.broadcastRows(out.getDimSize(1), out.getDimSize(2)),
+             {in, output(broadcast->getResult(0))}, out.getDimSize(1), 0, op);
+    return llvm::Error::success();
+  }
+  return fail(op, "no CPU kernel for this op");
+}
+
+} // namespace
+
+llvm::Expected<CpuProgram> planCpuProgram(ModuleOp module,
+                                          const CpuOptions &options) {
+  CpuProgram program;
+  KernelLibrary kernels;
+  Planner planner(program, kernels, options);
+  for (auto [name, tokens] :
+       {std::pair<StringRef, int64_t>{"prefill", options.prefillChunk},
+        std::pair<StringRef, int64_t>{"decode", 1}}) {
+    auto func = module.lookupSymbol<func::FuncOp>(name);
+    if (!func)
+      return llvm::createStringError("the module has no @" + name +
+                                     " entry point");
+    if (llvm::Error err = planner.planEntry(func, tokens))
+      return std::move(err);
+  }
+  program.kernelNames = kernels.names();
+  program.kernelModule = kernels.moduleText();
+  return program;
+}
+
+} // namespace moec::cpu

@@ -1,0 +1,169 @@
+//===- moec-check-fixture.cpp - compare moec's logits with transformers' --===//
+//
+// Part of moec (test utility). Compares the logits moec-run dumped for a
+// fixture's prompt with the ones HuggingFace transformers computed (the
+// fixture's prefill_logits.npy / generate_logits.npy) under the fixture's
+// tolerance rule, prints the measured max |Δlogit|, and fails on a miss.
+//
+//   moec-check-fixture FIXTURE_DIR --prefill P.npy --generate G.npy
+//                      [--dtype f32|bf16]
+//   moec-check-fixture FIXTURE_DIR --print prompt|steps
+//
+//===----------------------------------------------------------------------===//
+
+#include "moec/Support/Npy.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <algorithm>
+#include <cmath>
+
+using namespace llvm;
+
+static cl::opt<std::string> fixtureDir(cl::Positional, cl::Required,
+                                       cl::desc("<fixture directory>"));
+static cl::opt<std::string> prefillPath("prefill",
+                                        cl::desc("moec's prefill logits"));
+static cl::opt<std::string> generatePath("generate",
+                                         cl::desc("moec's generation logits"));
+static cl::opt<std::string> dtype("dtype", cl::init("f32"),
+                                  cl::desc("weight type moec ran with"));
+static cl::opt<std::string> print("print",
+                                  cl::desc("print 'prompt' ids or 'steps'"));
+// bf16 weights round every weight to 8 mantissa bits: logits move by about
+// 1e-2 relative on the tiny fixtures (measured, see test/fixtures/README.md).
+static cl::opt<double>
+    bf16Tolerance("bf16-tolerance", cl::init(3e-2),
+                  cl::desc("relative logit tolerance for --dtype=bf16"));
+
+[[noreturn]] static void fail(const Twine &message) {
+  errs() << "moec-check-fixture: error: " << message << "\n";
+  std::exit(1);
+}
+
+static NpyArray load(StringRef path) {
+  Expected<NpyArray> array = readNpy(path);
+  if (!array)
+    fail(toString(array.takeError()));
+  if (array->dtype != NpyDType::F32 || array->shape.size() != 2)
+    fail(path + ": expected a float32 [rows, vocab] array");
+  return std::move(*array);
+}
+
+struct Comparison {
+  double maxDiff = 0, maxRef = 0;
+};
+
+static Comparison compare(const NpyArray &ref, const NpyArray &got,
+                          int64_t rows, StringRef what) {
+  if (got.shape[1] != ref.shape[1] || got.shape[0] < rows)
+    fail(what + ": shape mismatch with the reference");
+  Comparison c;
+  int64_t vocab = ref.shape[1];
+  for (int64_t i = 0; i < rows * vocab; ++i) {
+    c.maxRef = std::max(c.maxRef, std::fabs(double(ref.f32[i])));
+    c.maxDiff =
+        std::max(c.maxDiff, std::fabs(double(ref.f32[i]) - double(got.f32[i])));
+  }
+  return c;
+}
+
+int main(int argc, char **argv) {
+  cl::ParseCommandLineOptions(argc, argv, "compare moec logits with a fixture");
+  SmallString<256> manifestPath(fixtureDir);
+  sys::path::append(manifestPath, "fixture.json");
+  auto buffer = MemoryBuffer::getFile(manifestPath);
+  if (!buffer)
+    fail(manifestPath + ": " + buffer.getError().message());
+  Expected<json::Value> manifest = json::parse((*buffer)->getBuffer());
+  if (!manifest)
+    fail(manifestPath + ": " + toString(manifest.takeError()));
+  const json::Object &object = *manifest->getAsObject();
+  auto ints = [&](StringRef key) {
+    std::vector<int64_t> values;
+    if (const json::Array *array = object.getArray(key))
+      for (const json::Value &v : *array)
+        values.push_back(v.getAsInteger().value_or(-1));
+    return values;
+  };
+  std::vector<int64_t> prompt = ints("prompt_ids");
+  std::vector<int64_t> expectedIds = ints("generated_ids");
+  if (print == "prompt") {
+    outs() << join(map_range(prompt, [](int64_t id) { return itostr(id); }),
+                   ",")
+           << "\n";
+    return 0;
+  }
+  if (print == "steps") {
+    outs() << expectedIds.size() << "\n";
+    return 0;
+  }
+
+  double rel = 1e-4;
+  if (const json::Object *tolerance = object.getObject("tolerance"))
+    rel = tolerance->getNumber("rel_logit").value_or(rel);
+  if (dtype == "bf16")
+    rel = bf16Tolerance;
+
+  auto fixtureFile = [&](StringRef name) {
+    SmallString<256> path(fixtureDir);
+    sys::path::append(path, name);
+    return std::string(path);
+  };
+  NpyArray refPrefill = load(fixtureFile("prefill_logits.npy"));
+  NpyArray refGenerate = load(fixtureFile("generate_logits.npy"));
+  NpyArray gotPrefill = load(prefillPath);
+  NpyArray gotGenerate = load(generatePath);
+
+  Comparison prefill =
+      compare(refPrefill, gotPrefill, refPrefill.shape[0], "prefill");
+  double prefillBound = rel * std::max(1.0, prefill.maxRef);
+
+  // Greedy tokens: moec's argmax per step. Generation logits are compared up
+  // to the first step where the reference's choice is ambiguous at this
+  // tolerance (a tie within the bound may legitimately pick another token,
+  // after which the sequences differ).
+  int64_t vocab = refGenerate.shape[1];
+  int64_t steps = std::min<int64_t>(refGenerate.shape[0], gotGenerate.shape[0]);
+  int64_t compared = 0;
+  bool tokensMatch = true;
+  double generateDiff = 0, generateRef = 0;
+  for (int64_t step = 0; step < steps; ++step) {
+    const float *ref = refGenerate.f32.data() + step * vocab;
+    const float *got = gotGenerate.f32.data() + step * vocab;
+    std::vector<float> sorted(ref, ref + vocab);
+    std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(),
+                      std::greater<float>());
+    double stepRef = 0, stepDiff = 0;
+    for (int64_t v = 0; v < vocab; ++v) {
+      stepRef = std::max(stepRef, std::fabs(double(ref[v])));
+      stepDiff = std::max(stepDiff, std::fabs(double(ref[v]) - got[v]));
+    }
+    generateRef = std::max(generateRef, stepRef);
+    generateDiff = std::max(generateDiff, stepDiff);
+    ++compared;
+    int64_t gotId = std::max_element(got, got + vocab) - got;
+    if (gotId != expectedIds[step]) {
+      double margin = sorted[0] - sorted[1];
+      if (margin > 2 * rel * std::max(1.0, stepRef))
+        tokensMatch = false;
+      break;
+    }
+  }
+  double generateBound = rel * std::max(1.0, generateRef);
+
+  outs() << formatv("{0}: dtype {1}: prefill max|dlogit| {2:e3} (bound "
+                    "{3:e3}), generate max|dlogit| {4:e3} over {5} steps "
+                    "(bound {6:e3}), greedy tokens {7}\n",
+                    sys::path::filename(StringRef(fixtureDir).rtrim('/')),
+                    dtype, prefill.maxDiff, prefillBound, generateDiff,
+                    compared, generateBound, tokensMatch ? "match" : "DIFFER");
+  bool ok = prefill.maxDiff <= prefillBound && generateDiff <= generateBound &&
+            tokensMatch;
+  return ok ? 0 : 1;
+}
