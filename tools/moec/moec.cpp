@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "moec/Conversion/CpuBackend.h"
 #include "moec/Frontend/Importer.h"
 #include "moec/Frontend/Inspect.h"
 #include "moec/Frontend/ModelConfig.h"
@@ -70,15 +71,50 @@ cl::opt<std::string> target("target",
                             cl::init("cpu"), cl::sub(compileCommand),
                             cl::cat(moecCategory));
 
-enum class EmitKind { Moe, Artifact };
-cl::opt<EmitKind>
-    emit("emit", cl::desc("Where compilation stops"),
-         cl::init(EmitKind::Artifact),
-         cl::values(clEnumValN(EmitKind::Moe, "moe",
-                               "the optimized moe-dialect module"),
-                    clEnumValN(EmitKind::Artifact, "artifact",
-                               "a deployable .moec artifact")),
-         cl::sub(compileCommand), cl::cat(moecCategory));
+enum class EmitKind { Moe, Mlir, Llvm, Asm, Obj, Artifact };
+cl::opt<EmitKind> emit(
+    "emit", cl::desc("Where compilation stops"), cl::init(EmitKind::Artifact),
+    cl::values(
+        clEnumValN(EmitKind::Moe, "moe", "the optimized moe-dialect module"),
+        clEnumValN(EmitKind::Mlir, "mlir",
+                   "the generated kernels (MLIR, before lowering)"),
+        clEnumValN(EmitKind::Llvm, "llvm", "the kernels as optimized LLVM IR"),
+        clEnumValN(EmitKind::Asm, "asm", "the kernels as assembly"),
+        clEnumValN(EmitKind::Obj, "obj", "the kernels as an object file"),
+        clEnumValN(EmitKind::Artifact, "artifact",
+                   "a deployable .moec artifact")),
+    cl::sub(compileCommand), cl::cat(moecCategory));
+
+enum class DType { F32, BF16 };
+cl::opt<DType>
+    dtype("dtype", cl::desc("Weight/compute type (f32 accumulation always)"),
+          cl::init(DType::F32),
+          cl::values(clEnumValN(DType::F32, "f32", "float32 weights"),
+                     clEnumValN(DType::BF16, "bf16", "bfloat16 weights")),
+          cl::sub(compileCommand), cl::cat(moecCategory));
+
+cl::opt<std::string>
+    cpu("cpu",
+        cl::desc("CPU to generate code for: native (this machine, the default) "
+                 "or an LLVM CPU name, e.g. x86-64-v3 for a portable AVX2 "
+                 "baseline"),
+        cl::init("native"), cl::sub(compileCommand), cl::cat(moecCategory));
+
+cl::opt<int64_t> prefillChunk(
+    "prefill-chunk",
+    cl::desc("Most tokens one prefill call processes (longer prompts run in "
+             "chunks)"),
+    cl::init(256), cl::sub(compileCommand), cl::cat(moecCategory));
+
+cl::list<std::string> printIRAfter(
+    "print-ir-after", cl::desc("Print the IR after the named pass"),
+    cl::value_desc("pass"), cl::sub(compileCommand), cl::cat(moecCategory));
+cl::list<std::string> printIRBefore(
+    "print-ir-before", cl::desc("Print the IR before the named pass"),
+    cl::value_desc("pass"), cl::sub(compileCommand), cl::cat(moecCategory));
+cl::opt<bool> passTiming("pass-timing",
+                         cl::desc("Report the time of every pass"),
+                         cl::sub(compileCommand), cl::cat(moecCategory));
 
 cl::opt<bool> printIRAfterAll("print-ir-after-all",
                               cl::desc("Print the IR after every pass (to "
@@ -185,14 +221,22 @@ int runImport(mlir::MLIRContext &context) {
   return 0;
 }
 
+// Writes the CPU program and its weights as a .moec artifact.
+Error writeCpuArtifact(const moec::cpu::CpuProgram &program, StringRef path) {
+  (void)program;
+  return createStringError(path + ": the artifact writer is not built yet");
+}
+
 int runCompile(mlir::MLIRContext &context) {
   Target parsed = parseTarget(target);
-  if (emit == EmitKind::Artifact)
-    fail(formatv("--emit=artifact for --target={0}: code generation is not "
-                 "implemented yet; use --emit=moe to stop after the moe "
-                 "optimization pipeline",
-                 parsed.kind == Target::Cpu ? "cpu" : "cuda:" + parsed.chip)
-             .str());
+  if (parsed.kind == Target::Cuda && emit != EmitKind::Moe)
+    fail("--target=cuda:" + parsed.chip +
+         ": the CUDA backend is not implemented yet; use --target=cpu, or "
+         "--emit=moe to stop after the moe passes");
+  if (emit == EmitKind::Artifact && outputPath == "-")
+    fail("-o is required with --emit=artifact");
+  if (prefillChunk < 1)
+    fail("--prefill-chunk must be positive");
 
   mlir::OwningOpRef<mlir::ModuleOp> module = importOrFail(context);
   mlir::PassManager pm(&context);
@@ -203,19 +247,62 @@ int runCompile(mlir::MLIRContext &context) {
     instrumentation->dump("import", module->getOperation());
     pm.addInstrumentation(std::move(instrumentation));
   }
-  if (printIRAfterAll) {
+  if (printIRAfterAll || !printIRAfter.empty() || !printIRBefore.empty()) {
     context.disableMultithreading();
+    auto named = [](const cl::list<std::string> &names, mlir::Pass *pass) {
+      return llvm::is_contained(names, pass->getArgument().str());
+    };
     pm.enableIRPrinting(
-        /*shouldPrintBeforePass=*/[](mlir::Pass *,
-                                     mlir::Operation *) { return false; },
+        /*shouldPrintBeforePass=*/
+        [&](mlir::Pass *pass, mlir::Operation *) {
+          return named(printIRBefore, pass);
+        },
         /*shouldPrintAfterPass=*/
-        [](mlir::Pass *, mlir::Operation *) { return true; },
+        [&](mlir::Pass *pass, mlir::Operation *) {
+          return printIRAfterAll || named(printIRAfter, pass);
+        },
         /*printModuleScope=*/true, /*printAfterOnlyOnChange=*/false);
   }
+  if (passTiming)
+    pm.enableTiming();
   mlir::moe::buildMoeOptimizationPipeline(pm);
   if (mlir::failed(pm.run(*module)))
     fail("the moe optimization pipeline failed on " + inputPath);
-  writeOutput(outputPath, [&](raw_ostream &os) { module->print(os); });
+  if (emit == EmitKind::Moe) {
+    writeOutput(outputPath, [&](raw_ostream &os) { module->print(os); });
+    return 0;
+  }
+
+  moec::cpu::CpuOptions options;
+  options.weightType = dtype == DType::BF16 ? moec::cpu::WeightType::BF16
+                                            : moec::cpu::WeightType::F32;
+  options.prefillChunk = prefillChunk;
+  options.cpu = cpu;
+  Expected<moec::cpu::CpuProgram> program =
+      moec::cpu::planCpuProgram(*module, options);
+  if (!program)
+    fail(inputPath + ": " + toString(program.takeError()));
+  if (emit == EmitKind::Mlir) {
+    writeOutput(outputPath,
+                [&](raw_ostream &os) { os << program->kernelModule; });
+    return 0;
+  }
+  moec::cpu::CpuEmit stage =
+      emit == EmitKind::Llvm  ? moec::cpu::CpuEmit::LlvmIR
+      : emit == EmitKind::Asm ? moec::cpu::CpuEmit::Assembly
+      : emit == EmitKind::Obj ? moec::cpu::CpuEmit::Object
+                              : moec::cpu::CpuEmit::SharedObject;
+  Expected<std::string> code =
+      moec::cpu::compileKernels(program->kernelModule, options, stage,
+                                &program->cpuName, &program->cpuFeatures);
+  if (!code)
+    fail(toString(code.takeError()));
+  if (emit != EmitKind::Artifact) {
+    writeOutput(outputPath, [&](raw_ostream &os) { os << *code; });
+    return 0;
+  }
+  program->sharedObject = std::move(*code);
+  failOn(writeCpuArtifact(*program, outputPath));
   return 0;
 }
 
