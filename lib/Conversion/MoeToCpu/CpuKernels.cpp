@@ -551,7 +551,7 @@ unsigned KernelLibrary::expertsDown(Elt weight, int64_t hidden, int64_t inter,
 
 // Work: T tokens. Mirrors transformers' routers: scores (softmax|sigmoid),
 // selection scores (+ bias), group ranking (max or sum of top 2) with the
-// excluded groups' selection scores set to 0.0 (masked_fill(..., 0.0)),
+// excluded groups' experts removed from the selection (masked to -inf),
 // top-k by repeated argmax (ties to the lower index), weights from the
 // unbiased scores, optional renormalization (+1e-20), then the scale.
 unsigned KernelLibrary::router(const RouterSpec &spec) {
@@ -649,7 +649,7 @@ unsigned KernelLibrary::router(const RouterSpec &spec) {
         %k = memref.load %gkeep[%g] : memref<$Gxi8>
         %drop = arith.cmpi eq, %k, %zero8 : i8
         scf.if %drop {
-          memref.store %f0, %choice[%e] : memref<$Exf32>
+          memref.store %lowest, %choice[%e] : memref<$Exf32>
         }
       }
 )";
