@@ -7,6 +7,7 @@
 #include "moec/Frontend/Inspect.h"
 #include "moec/Frontend/ModelConfig.h"
 #include "moec/Frontend/SafeTensors.h"
+#include "moec/Target/InspectArtifact.h"
 
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/FileSystem.h"
@@ -133,10 +134,12 @@ ParameterCounts printLayerSummary(const ModelConfig &config,
 Error inspectPath(StringRef path, raw_ostream &os) {
   if (!sys::fs::exists(path))
     return createStringError(path + ": no such file or directory");
-  if (!sys::fs::is_directory(path))
-    return createStringError(
-        path + ": not a checkpoint directory (inspecting .moec artifacts "
-               "arrives with the artifact writer)");
+  if (!sys::fs::is_directory(path)) {
+    if (!isArtifactFile(path))
+      return createStringError(path + ": not a checkpoint directory nor a "
+                                      ".moec artifact (no MOECART magic)");
+    return inspectArtifact(path, os);
+  }
   Expected<ModelConfig> config = ModelConfig::fromDirectory(path);
   if (!config)
     return config.takeError();
