@@ -24,6 +24,7 @@
 #include <cmath>
 
 using namespace llvm;
+using namespace moec;
 
 static cl::opt<std::string> fixtureDir(cl::Positional, cl::Required,
                                        cl::desc("<fixture directory>"));

@@ -11,7 +11,7 @@ rm -rf "$work" && mkdir -p "$work"
 prompt=$("$bin/moec-check-fixture" "$fixture" --print prompt)
 steps=$("$bin/moec-check-fixture" "$fixture" --print steps)
 "$bin/moec-run" "$work/model.moec" --prompt-tokens "$prompt" -n "$steps" \
-  --greedy --threads 2 --dump-logits "$work/generate.npy" \
+  --greedy --ignore-eos --threads 2 --dump-logits "$work/generate.npy" \
   --dump-prefill-logits "$work/prefill.npy" > "$work/ids.txt"
 "$bin/moec-check-fixture" "$fixture" --dtype "$dtype" \
   --prefill "$work/prefill.npy" --generate "$work/generate.npy"

@@ -23,6 +23,7 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
@@ -221,12 +222,6 @@ int runImport(mlir::MLIRContext &context) {
   return 0;
 }
 
-// Writes the CPU program and its weights as a .moec artifact.
-Error writeCpuArtifact(const moec::cpu::CpuProgram &program, StringRef path) {
-  (void)program;
-  return createStringError(path + ": the artifact writer is not built yet");
-}
-
 int runCompile(mlir::MLIRContext &context) {
   Target parsed = parseTarget(target);
   if (parsed.kind == Target::Cuda && emit != EmitKind::Moe)
@@ -302,7 +297,21 @@ int runCompile(mlir::MLIRContext &context) {
     return 0;
   }
   program->sharedObject = std::move(*code);
-  failOn(writeCpuArtifact(*program, outputPath));
+  Expected<moec::ModelConfig> config =
+      moec::ModelConfig::fromDirectory(inputPath);
+  if (!config)
+    fail(toString(config.takeError()));
+  SmallString<256> configPath(inputPath);
+  sys::path::append(configPath, "config.json");
+  auto configText = MemoryBuffer::getFile(configPath);
+  if (!configText)
+    fail(configPath + ": " + configText.getError().message());
+  Expected<moec::SafeTensorsCheckpoint> checkpoint =
+      moec::SafeTensorsCheckpoint::open(inputPath);
+  if (!checkpoint)
+    fail(toString(checkpoint.takeError()));
+  failOn(moec::cpu::writeCpuArtifact(
+      *program, *config, (*configText)->getBuffer(), *checkpoint, outputPath));
   return 0;
 }
 

@@ -24,6 +24,7 @@
 
 namespace moec {
 class SafeTensorsCheckpoint;
+struct ModelConfig;
 
 namespace cpu {
 
@@ -64,6 +65,7 @@ struct PlannedBinding {
   enum Kind { Arena, Weight, KeyCache, ValueCache, TokenIds, Logits } kind;
   uint32_t index = 0;  // Weight / cache layer
   uint64_t offset = 0; // Arena
+  uint64_t size = 0;   // Arena: bytes used at the entry's max tokens
 };
 
 struct PlannedDispatch {
@@ -113,6 +115,16 @@ llvm::Expected<std::string> compileKernels(const std::string &kernelModule,
 llvm::Error writeWeight(const PlannedWeight &weight,
                         const SafeTensorsCheckpoint &checkpoint,
                         llvm::raw_ostream &os);
+
+/// Writes `program` as a .moec artifact at `outputPath` (atomically): model
+/// info from `config`/`configJson`, every planned weight streamed from
+/// `checkpoint`, the kernels' shared object, the entry points and the KV
+/// caches.
+llvm::Error writeCpuArtifact(const CpuProgram &program,
+                             const ModelConfig &config,
+                             llvm::StringRef configJson,
+                             const SafeTensorsCheckpoint &checkpoint,
+                             llvm::StringRef outputPath);
 
 } // namespace cpu
 } // namespace moec

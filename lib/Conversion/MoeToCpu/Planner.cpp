@@ -441,7 +441,8 @@ llvm::Error Planner::planEntry(func::FuncOp func, int64_t entryMaxTokens) {
     for (const VirtualBinding &b : d.bindings)
       planned.bindings.push_back(
           {b.kind, b.kind == PlannedBinding::Arena ? 0 : b.index,
-           b.kind == PlannedBinding::Arena ? offsets[b.index] : 0});
+           b.kind == PlannedBinding::Arena ? offsets[b.index] : 0,
+           b.kind == PlannedBinding::Arena ? bufferBytes[b.index] : 0});
     entry.dispatches.push_back(std::move(planned));
   }
   program.entries.push_back(std::move(entry));
