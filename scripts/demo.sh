@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds moec, and runs it on the tiny DeepSeek-V3
-# checkpoint shipped in test/fixtures: imports it into the `moe` dialect and
-# prints the IR, then shows the IR after --moe-fuse-norms.
+# checkpoint shipped in test/fixtures (random weights, HF transformers'
+# reference logits beside it):
+#   1. moec import   -> the `moe` dialect module (first lines)
+#   2. moec compile  -> a .moec artifact for this CPU
+#   3. moec inspect  -> what the artifact holds
+#   4. moec-run      -> greedy generation from the fixture's prompt
 # Usage: ./scripts/demo.sh [CHECKPOINT_DIR]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -9,12 +13,25 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ckpt="${1:-$MOEC_ROOT/test/fixtures/deepseek_v3}"
 ensure_deps
 build_moec
+out="$MOEC_BUILD/demo"
+mkdir -p "$out"
 
-log "moec import $ckpt"
-"$MOEC_BUILD/bin/moec" import "$ckpt" -o "$MOEC_BUILD/demo.mlir"
-cat "$MOEC_BUILD/demo.mlir"
+log "moec import $ckpt  (first 40 lines; full module in $out/model.mlir)"
+"$MOEC_BUILD/bin/moec" import "$ckpt" -o "$out/model.mlir"
+head -n 40 "$out/model.mlir"
+"$MOEC_BUILD/bin/moec" import --summary "$ckpt"
 
-log "moec-opt --moe-fuse-norms (residual add + RMSNorm -> moe.add_rms_norm)"
-"$MOEC_BUILD/bin/moec-opt" --moe-fuse-norms "$MOEC_BUILD/demo.mlir" |
-  grep -m 3 -E 'moe.add_rms_norm' || true
-log "done: the IR above is what later passes fuse and lower"
+log "moec compile $ckpt --target=cpu -o $out/model.moec"
+"$MOEC_BUILD/bin/moec" compile "$ckpt" --target=cpu -o "$out/model.moec"
+"$MOEC_BUILD/bin/moec" inspect "$out/model.moec" > "$out/inspect.txt"
+head -n 30 "$out/inspect.txt"
+echo "... (full listing in $out/inspect.txt)"
+
+# The fixture's prompt (token ids; text prompts arrive with the tokenizer).
+prompt="3,17,250,41,99"
+if [ -f "$ckpt/fixture.json" ]; then
+  prompt=$(python3 -c 'import json,sys; print(",".join(map(str, json.load(open(sys.argv[1]))["prompt_ids"])))' "$ckpt/fixture.json")
+fi
+log "moec-run $out/model.moec --prompt-tokens ... -n 10 --greedy"
+"$MOEC_BUILD/bin/moec-run" "$out/model.moec" --prompt-tokens "$prompt" -n 10 --greedy --ignore-eos
+log "done"
