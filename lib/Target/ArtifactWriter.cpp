@@ -344,7 +344,8 @@ Error ArtifactBuilder::finish() {
 
   // Make room when the table outgrew the reserved region.
   uint64_t tableEnd = artifact::kTableOffset + table.size();
-  if (tableEnd > weightsOffset) {
+  bool moved = tableEnd > weightsOffset;
+  if (moved) {
     uint64_t newOffset = alignTo(tableEnd, artifact::kSegmentAlignment);
     if (Error error =
             moveSegments(weightsOffset, newOffset, blobsOffset + blobsSize))
@@ -364,10 +365,12 @@ Error ArtifactBuilder::finish() {
   file->pwrite(reinterpret_cast<const char *>(&header), sizeof(header), 0);
   file->pwrite(reinterpret_cast<const char *>(table.data()), table.size(),
                artifact::kTableOffset);
-  // Zeros up to the weights (the region may hold moved bytes): equal inputs
-  // give byte-identical artifacts.
-  std::vector<char> gap(weightsOffset - tableEnd, 0);
-  file->pwrite(gap.data(), gap.size(), tableEnd);
+  // The gap up to the weights is a hole that reads as zeros, unless moved
+  // bytes were left there: equal inputs give byte-identical artifacts.
+  if (moved) {
+    std::vector<char> gap(weightsOffset - tableEnd, 0);
+    file->pwrite(gap.data(), gap.size(), tableEnd);
+  }
   file->close();
   if (file->has_error()) {
     std::error_code error = file->error();

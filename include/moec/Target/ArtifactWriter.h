@@ -8,9 +8,10 @@
 // Weights are streamed: each addWeight() call writes its bytes straight to
 // the output's temporary file (hashing them on the way), so a multi-GB model
 // is never held in memory. The FlatBuffer table, which must precede the
-// weights, is written last into a region reserved at the start of the file;
-// when the table outgrows the reservation, finish() moves the weight and
-// blob segments up (a streaming copy inside the file) to make room.
+// weights, is written last into a region reserved at the start of the file
+// (Options::tableReserveBytes, 1 MiB by default, left sparse); when the
+// table outgrows the reservation, finish() moves the weight and blob
+// segments up (a streaming copy inside the file) to make room.
 //
 // Nothing half-written is ever visible: the file is built under a temporary
 // name next to the destination and renamed by finish() only after the
@@ -151,11 +152,23 @@ public:
   struct Options {
     /// Written to Artifact.producer.
     std::string producer = "moec";
-    /// Bytes reserved for header + FlatBuffer before the weights. A larger
-    /// table still works (finish() moves the segments); a good estimate
-    /// avoids that copy for very large models.
-    uint64_t tableReserveBytes = 64 * 1024;
+    /// Bytes reserved for the FlatBuffer before the weight segment. The
+    /// unused part stays a hole in the file (no disk blocks on Linux
+    /// filesystems). A larger table still works, but finish() must then move
+    /// every weight (a copy of the file): pass suggestedTableReserve() for
+    /// models whose table may exceed the default.
+    uint64_t tableReserveBytes = 1 << 20;
   };
+
+  /// A reservation comfortably above the table size of an artifact with
+  /// `numWeights` weights, `numDispatches` dispatches over all entry points
+  /// and a config.json of `configJsonBytes` (budgets 512 bytes per weight
+  /// and per dispatch: names, shapes, a dozen bindings).
+  static uint64_t suggestedTableReserve(uint64_t numWeights,
+                                        uint64_t numDispatches,
+                                        uint64_t configJsonBytes) {
+    return (64 << 10) + configJsonBytes + 512 * (numWeights + numDispatches);
+  }
 
   /// Writes bytes of one weight into the artifact.
   using WeightWriter = llvm::function_ref<llvm::Error(llvm::raw_ostream &)>;

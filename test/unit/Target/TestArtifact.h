@@ -9,6 +9,8 @@
 #ifndef MOEC_TEST_TESTARTIFACT_H
 #define MOEC_TEST_TESTARTIFACT_H
 
+#include "moec/Target/ArtifactWriter.h"
+
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
@@ -38,7 +40,7 @@ struct TestArtifactOptions {
   /// Extra f32 weights "filler.N" of `fillerElements` each, after "bias".
   int fillerWeights = 0;
   int64_t fillerElements = 16;
-  uint64_t tableReserveBytes = 64 * 1024;
+  uint64_t tableReserveBytes = ArtifactBuilder::Options().tableReserveBytes;
   std::string target = "cpu";
   std::string cpuFeatures;
 };
