@@ -147,15 +147,27 @@ void writeOutput(StringRef path, function_ref<void(raw_ostream &)> write) {
   }));
 }
 
-// Writes the module after import and after each pass to DIR/NN-name.mlir.
+// Writes the module after import and after each pass to DIR/NN-name.mlir;
+// the moe pipeline and the kernel lowering share one numbering.
 class DumpIRInstrumentation : public mlir::PassInstrumentation {
 public:
-  explicit DumpIRInstrumentation(std::string dir) : dir(std::move(dir)) {}
+  DumpIRInstrumentation(std::string dir, std::shared_ptr<unsigned> counter,
+                        std::string stage)
+      : dir(std::move(dir)), counter(std::move(counter)),
+        stage(std::move(stage)) {}
 
   void dump(StringRef name, mlir::Operation *op) {
     SmallString<256> path(dir);
-    sys::path::append(path, formatv("{0:d2}-{1}.mlir", index++, name).str());
+    sys::path::append(
+        path, formatv("{0:d2}-{1}{2}.mlir", (*counter)++, stage, name).str());
     writeOutput(path, [&](raw_ostream &os) { op->print(os); });
+  }
+
+  // The IR each stage starts from: after import, or the generated kernels.
+  void runBeforePass(mlir::Pass *, mlir::Operation *op) override {
+    if (!dumpedInput)
+      dump(stage.empty() ? "import" : "input", op);
+    dumpedInput = true;
   }
 
   void runAfterPass(mlir::Pass *pass, mlir::Operation *op) override {
@@ -165,7 +177,9 @@ public:
 
 private:
   std::string dir;
-  unsigned index = 0;
+  std::shared_ptr<unsigned> counter;
+  std::string stage;
+  bool dumpedInput = false;
 };
 
 struct Target {
@@ -234,32 +248,37 @@ int runCompile(mlir::MLIRContext &context) {
     fail("--prefill-chunk must be positive");
 
   mlir::OwningOpRef<mlir::ModuleOp> module = importOrFail(context);
-  mlir::PassManager pm(&context);
-  if (!dumpIRDir.empty()) {
+  if (!dumpIRDir.empty())
     if (std::error_code ec = sys::fs::create_directories(dumpIRDir))
       fail("--dump-ir-dir=" + dumpIRDir + ": " + ec.message());
-    auto instrumentation = std::make_unique<DumpIRInstrumentation>(dumpIRDir);
-    instrumentation->dump("import", module->getOperation());
-    pm.addInstrumentation(std::move(instrumentation));
-  }
-  if (printIRAfterAll || !printIRAfter.empty() || !printIRBefore.empty()) {
-    context.disableMultithreading();
-    auto named = [](const cl::list<std::string> &names, mlir::Pass *pass) {
-      return llvm::is_contained(names, pass->getArgument().str());
-    };
-    pm.enableIRPrinting(
-        /*shouldPrintBeforePass=*/
-        [&](mlir::Pass *pass, mlir::Operation *) {
-          return named(printIRBefore, pass);
-        },
-        /*shouldPrintAfterPass=*/
-        [&](mlir::Pass *pass, mlir::Operation *) {
-          return printIRAfterAll || named(printIRAfter, pass);
-        },
-        /*printModuleScope=*/true, /*printAfterOnlyOnChange=*/false);
-  }
-  if (passTiming)
-    pm.enableTiming();
+  auto counter = std::make_shared<unsigned>(0);
+  // The same printing, dumping and timing for the moe pipeline and for the
+  // kernel lowering (stage "kernels-").
+  auto instrument = [&](mlir::PassManager &pm, StringRef stage) {
+    if (!dumpIRDir.empty())
+      pm.addInstrumentation(std::make_unique<DumpIRInstrumentation>(
+          dumpIRDir, counter, stage.str()));
+    if (printIRAfterAll || !printIRAfter.empty() || !printIRBefore.empty()) {
+      pm.getContext()->disableMultithreading();
+      auto named = [](const cl::list<std::string> &names, mlir::Pass *pass) {
+        return llvm::is_contained(names, pass->getArgument().str());
+      };
+      pm.enableIRPrinting(
+          /*shouldPrintBeforePass=*/
+          [named](mlir::Pass *pass, mlir::Operation *) {
+            return named(printIRBefore, pass);
+          },
+          /*shouldPrintAfterPass=*/
+          [named](mlir::Pass *pass, mlir::Operation *) {
+            return printIRAfterAll || named(printIRAfter, pass);
+          },
+          /*printModuleScope=*/true, /*printAfterOnlyOnChange=*/false);
+    }
+    if (passTiming)
+      pm.enableTiming();
+  };
+  mlir::PassManager pm(&context);
+  instrument(pm, "");
   mlir::moe::buildMoeOptimizationPipeline(pm);
   if (mlir::failed(pm.run(*module)))
     fail("the moe optimization pipeline failed on " + inputPath);
@@ -273,6 +292,9 @@ int runCompile(mlir::MLIRContext &context) {
                                             : moec::cpu::WeightType::F32;
   options.prefillChunk = prefillChunk;
   options.cpu = cpu;
+  options.instrument = [&](mlir::PassManager &kernelPM) {
+    instrument(kernelPM, "kernels-");
+  };
   Expected<moec::cpu::CpuProgram> program =
       moec::cpu::planCpuProgram(*module, options);
   if (!program)

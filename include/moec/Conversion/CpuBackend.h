@@ -12,12 +12,14 @@
 #define MOEC_CONVERSION_CPUBACKEND_H
 
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/PassManager.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +41,9 @@ struct CpuOptions {
   int64_t prefillChunk = 256;
   /// LLVM CPU name ("native" = this machine, "x86-64-v3" = portable AVX2).
   std::string cpu = "native";
+  /// Called on the pass manager that lowers the kernels to the LLVM dialect,
+  /// so that the driver's IR printing, dumping and timing cover it too.
+  std::function<void(mlir::PassManager &)> instrument;
 };
 
 /// How a compile-time weight is computed from checkpoint tensors.

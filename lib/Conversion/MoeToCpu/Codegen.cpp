@@ -97,6 +97,8 @@ llvm::Expected<std::string> compileKernels(const std::string &kernelModule,
   registerLLVMDialectTranslation(registry);
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
+  // Module-scope IR printing (--print-ir-after-all) needs one thread.
+  context.disableMultithreading();
 
   std::string diagnostics;
   llvm::raw_string_ostream diagStream(diagnostics);
@@ -112,6 +114,8 @@ llvm::Expected<std::string> compileKernels(const std::string &kernelModule,
                                    diagnostics);
 
   PassManager pm(&context);
+  if (options.instrument)
+    options.instrument(pm);
   pm.addPass(createConvertVectorToSCFPass());
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
