@@ -14,6 +14,7 @@
 #include "moec/Frontend/Importer.h"
 #include "moec/Frontend/ModelConfig.h"
 #include "moec/Frontend/SafeTensors.h"
+#include "moec/Support/Format.h"
 
 #include "moe/IR/MoeOps.h"
 
@@ -153,13 +154,6 @@ static moe::TopKMethod toIR(TopKMethod method) {
   llvm_unreachable("unknown top-k method");
 }
 
-static std::string shapeString(ArrayRef<int64_t> shape) {
-  std::string text = "[";
-  for (auto [i, dim] : llvm::enumerate(shape))
-    text += (i ? ", " : "") + std::to_string(dim);
-  return text + "]";
-}
-
 static Type elementTypeFor(MLIRContext &context, DType dtype) {
   switch (dtype) {
   case DType::F32:
@@ -183,7 +177,7 @@ Value Importer::param(const std::string &name,
       error =
           formatv("tensor '{0}' has shape {1}, but config.json implies "
                   "{2}",
-                  name, shapeString(info->shape), shapeString(expectedShape))
+                  name, formatShape(info->shape), formatShape(expectedShape))
               .str();
     info = nullptr;
     return moe::ParamOp::create(builder, loc,
@@ -230,9 +224,9 @@ Value Importer::param(const std::string &name,
     if (!error)
       error = formatv("float8 tensor '{0}' needs '{1}' of F32 block scales "
                       "with shape {2}{3}",
-                      name, scaleName, shapeString(scaleShape),
+                      name, scaleName, formatShape(scaleShape),
                       scale ? formatv(", got {0} {1}", dtypeName(scale->dtype),
-                                      shapeString(scale->shape))
+                                      formatShape(scale->shape))
                                   .str()
                             : std::string(" (missing)"))
                   .str();

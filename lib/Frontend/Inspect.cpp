@@ -7,6 +7,7 @@
 #include "moec/Frontend/Inspect.h"
 #include "moec/Frontend/ModelConfig.h"
 #include "moec/Frontend/SafeTensors.h"
+#include "moec/Support/Format.h"
 #include "moec/Target/InspectArtifact.h"
 
 #include "llvm/ADT/StringMap.h"
@@ -20,25 +21,6 @@
 using namespace llvm;
 
 namespace moec {
-
-static std::string humanBytes(uint64_t bytes) {
-  const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double value = static_cast<double>(bytes);
-  unsigned unit = 0;
-  while (value >= 1024.0 && unit + 1 < std::size(units)) {
-    value /= 1024.0;
-    ++unit;
-  }
-  return unit == 0 ? formatv("{0} B", bytes).str()
-                   : formatv("{0:f2} {1}", value, units[unit]).str();
-}
-
-static std::string shapeString(ArrayRef<int64_t> shape) {
-  std::string text = "[";
-  for (auto [i, dim] : llvm::enumerate(shape))
-    text += (i ? ", " : "") + std::to_string(dim);
-  return text + "]";
-}
 
 static std::string humanCount(int64_t count) {
   if (count >= 1000000000)
@@ -158,8 +140,8 @@ Error inspectPath(StringRef path, raw_ostream &os) {
   uint64_t totalBytes = 0;
   for (const TensorInfo &tensor : checkpoint->tensors()) {
     os << formatv("  {0,-64} {1,-8} {2,-20} {3,12}  {4}\n", tensor.name,
-                  dtypeName(tensor.dtype), shapeString(tensor.shape),
-                  humanBytes(tensor.nbytes),
+                  dtypeName(tensor.dtype), formatShape(tensor.shape),
+                  formatBytes(tensor.nbytes),
                   sys::path::filename(tensor.shardPath));
     auto &[count, bytes] = byDtype[dtypeName(tensor.dtype).str()];
     ++count;
@@ -169,9 +151,9 @@ Error inspectPath(StringRef path, raw_ostream &os) {
   os << "\ntotals:\n";
   for (const auto &[dtype, entry] : byDtype)
     os << formatv("  {0,-8} {1,6} tensors  {2}\n", dtype, entry.first,
-                  humanBytes(entry.second));
+                  formatBytes(entry.second));
   os << formatv("  {0,-8} {1,6} tensors  {2}\n", "all",
-                checkpoint->tensors().size(), humanBytes(totalBytes));
+                checkpoint->tensors().size(), formatBytes(totalBytes));
   return Error::success();
 }
 

@@ -10,6 +10,7 @@
 
 #include "moec/Frontend/SafeTensors.h"
 #include "moec/Support/Float.h"
+#include "moec/Support/Format.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/ScopeExit.h"
@@ -77,13 +78,6 @@ int64_t TensorInfo::numElements() const {
 //===----------------------------------------------------------------------===//
 // Helpers
 //===----------------------------------------------------------------------===//
-
-static std::string shapeString(ArrayRef<int64_t> shape) {
-  std::string text = "[";
-  for (auto [i, dim] : enumerate(shape))
-    text += (i ? ", " : "") + std::to_string(dim);
-  return text + "]";
-}
 
 static Error fileError(StringRef file, const Twine &message) {
   return createStringError(file + ": " + message);
@@ -183,7 +177,7 @@ static Expected<ParsedTensor> parseTensorEntry(StringRef file, StringRef name,
   }
   if (overflow)
     return tensorError(file, name,
-                       "shape " + shapeString(tensor.shape) + " is too large");
+                       "shape " + formatShape(tensor.shape) + " is too large");
 
   const json::Array *offsets = entry->getArray("data_offsets");
   std::optional<uint64_t> begin, end;
@@ -204,7 +198,7 @@ static Expected<ParsedTensor> parseTensorEntry(StringRef file, StringRef name,
                        formatv("data_offsets {0} do not match {1} shape {2} "
                                "({3} bytes)",
                                range, dtypeName(tensor.dtype),
-                               shapeString(tensor.shape), expectedBytes));
+                               formatShape(tensor.shape), expectedBytes));
   if (*end > dataSize)
     return tensorError(file, name,
                        formatv("data_offsets {0} run past the end of the data "
@@ -594,7 +588,7 @@ Error dequantizeFp8BlockRows(const TensorInfo &weight,
     return tensorError(weight.shardPath, weight.name,
                        "block dequantization needs a 2-D F8_E4M3 weight, got " +
                            dtypeName(weight.dtype) + " " +
-                           shapeString(weight.shape));
+                           formatShape(weight.shape));
   if (blockRows <= 0 || blockCols <= 0)
     return createStringError(
         formatv("invalid fp8 block size [{0}, {1}]", blockRows, blockCols)
@@ -608,9 +602,9 @@ Error dequantizeFp8BlockRows(const TensorInfo &weight,
         scaleInv.shardPath, scaleInv.name,
         formatv("block scales of '{0}' {1} must be F32 {2} for [{3}, {4}] "
                 "blocks, got {5} {6}",
-                weight.name, shapeString(weight.shape),
-                shapeString(expectedScale), blockRows, blockCols,
-                dtypeName(scaleInv.dtype), shapeString(scaleInv.shape)));
+                weight.name, formatShape(weight.shape),
+                formatShape(expectedScale), blockRows, blockCols,
+                dtypeName(scaleInv.dtype), formatShape(scaleInv.shape)));
   if (rowBegin < 0 || rowBegin > rowEnd || rowEnd > rows)
     return tensorError(weight.shardPath, weight.name,
                        formatv("rows [{0}, {1}) are out of range ({2} rows)",

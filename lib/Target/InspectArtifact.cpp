@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moec/Target/InspectArtifact.h"
+#include "moec/Support/Format.h"
 
 #include "ArtifactFile.h"
 
@@ -19,18 +20,6 @@ using namespace llvm;
 namespace moec {
 
 namespace {
-
-std::string humanBytes(uint64_t bytes) {
-  const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double value = static_cast<double>(bytes);
-  unsigned unit = 0;
-  while (value >= 1024.0 && unit + 1 < std::size(units)) {
-    value /= 1024.0;
-    ++unit;
-  }
-  return unit == 0 ? formatv("{0} B", bytes).str()
-                   : formatv("{0:f2} {1}", value, units[unit]).str();
-}
 
 std::string shapeString(const flatbuffers::Vector<int64_t> *shape) {
   std::string text = "[";
@@ -58,12 +47,12 @@ uint64_t bytesPerPosition(const flatbuffers::Vector<int64_t> *shape,
 void printHeader(const runtime::ArtifactFile &file, raw_ostream &os) {
   const fb::FileHeader &header = file.header();
   os << formatv("artifact: {0} ({1})\n", file.path(),
-                humanBytes(file.fileSize()));
+                formatBytes(file.fileSize()));
   os << formatv("format: {0}.{1}, producer: {2}\n", header.version_major(),
                 header.version_minor(), str(file.artifact().producer()));
   auto section = [&](StringRef name, uint64_t offset, uint64_t size) {
     os << formatv("  {0,-8} offset {1,12}  size {2,12}  ({3})\n", name, offset,
-                  size, humanBytes(size));
+                  size, formatBytes(size));
   };
   os << "sections:\n";
   section("table", header.table_offset(), header.table_size());
@@ -101,7 +90,7 @@ void printWeights(const runtime::ArtifactFile &file, raw_ostream &os) {
     nameWidth =
         std::max<size_t>(nameWidth, str(weights->Get(i)->name()).size());
   }
-  os << formatv("\nweights: {0} tensors, {1}\n", count, humanBytes(total));
+  os << formatv("\nweights: {0} tensors, {1}\n", count, formatBytes(total));
   if (count == 0)
     return;
   os << formatv("  {0,5}  {1}  {2,-6} {3,-20} {4,12} {5,12}  {6}\n", "index",
@@ -128,7 +117,7 @@ void printKvCaches(const runtime::ArtifactFile &file, raw_ostream &os) {
   }
   int64_t capacity = file.model().max_seq_len();
   os << formatv("\nKV caches: {0}, {1} per token, {2} at capacity {3}\n", count,
-                humanBytes(perToken), humanBytes(perToken * capacity),
+                formatBytes(perToken), formatBytes(perToken * capacity),
                 capacity);
   if (count == 0)
     return;
@@ -156,7 +145,7 @@ void printExecutables(const runtime::ArtifactFile &file, raw_ostream &os) {
                   "offset {4} size {5} ({6}), fnv1a64 {7}\n",
                   i, str(executable.target()), str(executable.format()),
                   str(executable.cpu_features()), executable.blob_offset(),
-                  executable.blob_size(), humanBytes(executable.blob_size()),
+                  executable.blob_size(), formatBytes(executable.blob_size()),
                   format_hex_no_prefix(executable.checksum(), 16));
     for (auto [k, name] : llvm::enumerate(*executable.kernel_names()))
       os << formatv("      kernel {0,3}  {1}\n", k, str(name));
@@ -190,7 +179,7 @@ void printEntryPoints(const runtime::ArtifactFile &file, raw_ostream &os) {
     os << formatv("\nentry point '{0}': max_tokens {1}, arena {2} ({3}), "
                   "logits of {4}, {5} dispatches\n",
                   str(entry->name()), entry->max_tokens(), entry->arena_bytes(),
-                  humanBytes(entry->arena_bytes()),
+                  formatBytes(entry->arena_bytes()),
                   entry->all_logits() ? "every position" : "the last position",
                   entry->dispatches()->size());
     for (auto [d, dispatch] : llvm::enumerate(*entry->dispatches())) {
