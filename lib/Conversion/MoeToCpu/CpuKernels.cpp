@@ -326,39 +326,50 @@ unsigned KernelLibrary::embedding(Elt weight, int64_t vocab, int64_t hidden) {
   return add(body, {weight, Elt::I64, Elt::F32}, body);
 }
 
-// Work: rows. out = x * rsqrt(mean(x^2) + eps) * w (transformers' order).
-unsigned KernelLibrary::rmsNorm(int64_t hidden, double eps) {
-  std::string body = subst(R"(    %H = arith.constant $H : index
-    %Hf = arith.constant $HF : f32
-    %eps = arith.constant $EPS : f32
-    scf.for %r = %begin to %end step %c1 {
-      %o = arith.muli %r, %H : index
-      %ss = func.call @sumsq(%b0, %o, %H) : (memref<?xf32>, index, index) -> f32
+// The normalization of row %o of `src` into `dst` with weight `w`:
+// x * rsqrt(mean(x^2) + eps) * w, in transformers' order.
+static std::string normalizeRow(const char *src, const char *w,
+                                const char *dst) {
+  return subst(
+      R"(      %ss = func.call @sumsq($SRC, %o, %H) : (memref<?xf32>, index, index) -> f32
       %mean = arith.divf %ss, %Hf : f32
       %var = arith.addf %mean, %eps : f32
       %inv = math.rsqrt %var : f32
       scf.for %i = %c0 to %H step %c1 {
         %j = arith.addi %o, %i : index
-        %x = memref.load %b0[%j] : memref<?xf32>
-        %w = memref.load %b1[%i] : memref<?xf32>
+        %x = memref.load $SRC[%j] : memref<?xf32>
+        %w = memref.load $W[%i] : memref<?xf32>
         %n = arith.mulf %x, %inv : f32
         %y = arith.mulf %w, %n : f32
-        memref.store %y, %b2[%j] : memref<?xf32>
+        memref.store %y, $DST[%j] : memref<?xf32>
       }
-    }
 )",
-                           {{"H", num(hidden)},
-                            {"HF", f32Literal(hidden)},
-                            {"EPS", f32Literal(eps)}});
+      {{"SRC", src}, {"W", w}, {"DST", dst}});
+}
+
+static std::string normConstants(int64_t hidden, double eps) {
+  return subst(R"(    %H = arith.constant $H : index
+    %Hf = arith.constant $HF : f32
+    %eps = arith.constant $EPS : f32
+)",
+               {{"H", num(hidden)},
+                {"HF", f32Literal(hidden)},
+                {"EPS", f32Literal(eps)}});
+}
+
+// Work: rows. out = rms_norm(x) * w.
+unsigned KernelLibrary::rmsNorm(int64_t hidden, double eps) {
+  std::string body = normConstants(hidden, eps) +
+                     "    scf.for %r = %begin to %end step %c1 {\n"
+                     "      %o = arith.muli %r, %H : index\n" +
+                     normalizeRow("%b0", "%b1", "%b2") + "    }\n";
   return add(body, {Elt::F32, Elt::F32, Elt::F32}, body);
 }
 
 // Work: rows. sum = a + b; out = rms_norm(sum) * w.
 unsigned KernelLibrary::addRmsNorm(int64_t hidden, double eps) {
-  std::string body = subst(R"(    %H = arith.constant $H : index
-    %Hf = arith.constant $HF : f32
-    %eps = arith.constant $EPS : f32
-    scf.for %r = %begin to %end step %c1 {
+  std::string body = normConstants(hidden, eps) +
+                     R"(    scf.for %r = %begin to %end step %c1 {
       %o = arith.muli %r, %H : index
       scf.for %i = %c0 to %H step %c1 {
         %j = arith.addi %o, %i : index
@@ -367,23 +378,8 @@ unsigned KernelLibrary::addRmsNorm(int64_t hidden, double eps) {
         %s = arith.addf %a, %b : f32
         memref.store %s, %b3[%j] : memref<?xf32>
       }
-      %ss = func.call @sumsq(%b3, %o, %H) : (memref<?xf32>, index, index) -> f32
-      %mean = arith.divf %ss, %Hf : f32
-      %var = arith.addf %mean, %eps : f32
-      %inv = math.rsqrt %var : f32
-      scf.for %i = %c0 to %H step %c1 {
-        %j = arith.addi %o, %i : index
-        %x = memref.load %b3[%j] : memref<?xf32>
-        %w = memref.load %b2[%i] : memref<?xf32>
-        %n = arith.mulf %x, %inv : f32
-        %y = arith.mulf %w, %n : f32
-        memref.store %y, %b4[%j] : memref<?xf32>
-      }
-    }
-)",
-                           {{"H", num(hidden)},
-                            {"HF", f32Literal(hidden)},
-                            {"EPS", f32Literal(eps)}});
+)" + normalizeRow("%b3", "%b2", "%b4") +
+                     "    }\n";
   return add(body, {Elt::F32, Elt::F32, Elt::F32, Elt::F32, Elt::F32}, body);
 }
 
