@@ -22,16 +22,6 @@ using namespace llvm;
 
 namespace moec {
 
-static std::string humanCount(int64_t count) {
-  if (count >= 1000000000)
-    return formatv("{0:f2}B", count / 1e9).str();
-  if (count >= 1000000)
-    return formatv("{0:f2}M", count / 1e6).str();
-  if (count >= 1000)
-    return formatv("{0:f1}K", count / 1e3).str();
-  return std::to_string(count);
-}
-
 // "model.layers.12.mlp.experts.3.w1.weight" -> 12; -1 for non-layer tensors.
 static int64_t layerOf(StringRef name) {
   int64_t layer;
@@ -102,14 +92,14 @@ ParameterCounts printLayerSummary(const ModelConfig &config,
     counts.total += layerTotal[layer];
     counts.active += active;
     os << formatv("{0,5}  {1,-16} {2,-34} {3,10} {4,10}\n", layer, attention,
-                  ffn, humanCount(layerTotal[layer]), humanCount(active));
+                  ffn, formatCount(layerTotal[layer]), formatCount(active));
   }
   os << formatv("{0,5}  {1,-16} {2,-34} {3,10} {4,10}\n", "other", "",
-                "embeddings, final norm, lm_head", humanCount(outside),
-                humanCount(outside));
+                "embeddings, final norm, lm_head", formatCount(outside),
+                formatCount(outside));
   os << formatv("total parameters: {0} ({1}), active per token: {2} ({3})\n",
-                humanCount(counts.total), counts.total,
-                humanCount(counts.active), counts.active);
+                formatCount(counts.total), counts.total,
+                formatCount(counts.active), counts.active);
   return counts;
 }
 

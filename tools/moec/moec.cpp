@@ -13,6 +13,7 @@
 #include "moec/Frontend/ModelConfig.h"
 #include "moec/Frontend/SafeTensors.h"
 #include "moec/InitAll.h"
+#include "moec/Support/Format.h"
 
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/MLIRContext.h"
@@ -27,6 +28,8 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
+
+#include <chrono>
 
 using namespace llvm;
 
@@ -106,6 +109,9 @@ cl::opt<int64_t> prefillChunk(
     cl::desc("Most tokens one prefill call processes (longer prompts run in "
              "chunks)"),
     cl::init(256), cl::sub(compileCommand), cl::cat(moecCategory));
+
+cl::opt<bool> quiet("quiet", cl::desc("No progress or summary on stderr"),
+                    cl::sub(compileCommand), cl::cat(moecCategory));
 
 cl::list<std::string> printIRAfter(
     "print-ir-after", cl::desc("Print the IR after the named pass"),
@@ -236,7 +242,48 @@ int runImport(mlir::MLIRContext &context) {
   return 0;
 }
 
+// Progress of `moec compile` on stderr: one line per phase, and a live
+// progress bar for the weights when stderr is a terminal.
+class Progress {
+public:
+  Progress() : start(std::chrono::steady_clock::now()), phaseStart(start) {}
+
+  void phase(StringRef what) {
+    if (quiet)
+      return;
+    errs() << formatv("moec: {0,-9} {1:f2} s\n", what, elapsed(phaseStart));
+    phaseStart = std::chrono::steady_clock::now();
+  }
+
+  void weights(uint64_t written, uint64_t total) {
+    if (quiet || !errs().is_displayed() || total == 0)
+      return;
+    double seconds = elapsed(phaseStart);
+    double fraction = static_cast<double>(written) / total;
+    double eta = fraction > 0 ? seconds * (1 - fraction) / fraction : 0;
+    unsigned filled = static_cast<unsigned>(fraction * 30);
+    errs() << formatv(
+        "\rmoec: weights   [{0}{1}] {2,3}% {3} / {4}  ETA {5:f0} s ",
+        std::string(filled, '#'), std::string(30 - filled, ' '),
+        static_cast<unsigned>(fraction * 100), moec::formatBytes(written),
+        moec::formatBytes(total), eta);
+    if (written == total)
+      errs() << "\r" << std::string(80, ' ') << "\r";
+  }
+
+  double total() const { return elapsed(start); }
+
+private:
+  static double elapsed(std::chrono::steady_clock::time_point since) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                         since)
+        .count();
+  }
+  std::chrono::steady_clock::time_point start, phaseStart;
+};
+
 int runCompile(mlir::MLIRContext &context) {
+  Progress progress;
   Target parsed = parseTarget(target);
   if (parsed.kind == Target::Cuda && emit != EmitKind::Moe)
     fail("--target=cuda:" + parsed.chip +
@@ -282,6 +329,7 @@ int runCompile(mlir::MLIRContext &context) {
   mlir::moe::buildMoeOptimizationPipeline(pm);
   if (mlir::failed(pm.run(*module)))
     fail("the moe optimization pipeline failed on " + inputPath);
+  progress.phase("import+optimize");
   if (emit == EmitKind::Moe) {
     writeOutput(outputPath, [&](raw_ostream &os) { module->print(os); });
     return 0;
@@ -318,6 +366,7 @@ int runCompile(mlir::MLIRContext &context) {
     writeOutput(outputPath, [&](raw_ostream &os) { os << *code; });
     return 0;
   }
+  progress.phase("kernels");
   program->sharedObject = std::move(*code);
   Expected<moec::ModelConfig> config =
       moec::ModelConfig::fromDirectory(inputPath);
@@ -333,7 +382,31 @@ int runCompile(mlir::MLIRContext &context) {
   if (!checkpoint)
     fail(toString(checkpoint.takeError()));
   failOn(moec::cpu::writeCpuArtifact(
-      *program, *config, (*configText)->getBuffer(), *checkpoint, outputPath));
+      *program, *config, (*configText)->getBuffer(), *checkpoint, outputPath,
+      [&](uint64_t written, uint64_t total) {
+        progress.weights(written, total);
+      }));
+  progress.phase("weights");
+  if (!quiet) {
+    uint64_t weightBytes = 0, parameters = 0, kvBytesPerToken = 0;
+    for (const moec::cpu::PlannedWeight &weight : program->weights) {
+      weightBytes += weight.bytes();
+      parameters += weight.bytes() / (weight.isBf16 ? 2 : 4);
+    }
+    for (const moec::cpu::PlannedKvCache &cache : program->kvCaches)
+      kvBytesPerToken += 4 * (cache.keyShape[1] * cache.keyShape[2] +
+                              cache.valueShape[1] * cache.valueShape[2]);
+    uint64_t fileSize = 0;
+    sys::fs::file_size(outputPath, fileSize);
+    errs() << formatv("moec: wrote {0} ({1}) in {2:f2} s: {3} weights "
+                      "({4} parameters, {5}), {6} kernels, KV cache {7} "
+                      "per token\n",
+                      outputPath, moec::formatBytes(fileSize), progress.total(),
+                      program->weights.size(), moec::formatCount(parameters),
+                      moec::formatBytes(weightBytes),
+                      program->kernelNames.size(),
+                      moec::formatBytes(kvBytesPerToken));
+  }
   return 0;
 }
 

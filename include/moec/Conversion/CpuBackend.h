@@ -125,11 +125,15 @@ llvm::Error writeWeight(const PlannedWeight &weight,
 /// info from `config`/`configJson`, every planned weight streamed from
 /// `checkpoint`, the kernels' shared object, the entry points and the KV
 /// caches.
+/// `progress`, when set, is called after each weight with the bytes written
+/// so far and the total.
+using WeightProgress = std::function<void(uint64_t written, uint64_t total)>;
 llvm::Error writeCpuArtifact(const CpuProgram &program,
                              const ModelConfig &config,
                              llvm::StringRef configJson,
                              const SafeTensorsCheckpoint &checkpoint,
-                             llvm::StringRef outputPath);
+                             llvm::StringRef outputPath,
+                             const WeightProgress &progress = {});
 
 } // namespace cpu
 } // namespace moec

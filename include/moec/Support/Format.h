@@ -38,6 +38,17 @@ inline std::string formatBytes(uint64_t bytes) {
                    : llvm::formatv("{0:f2} {1}", value, units[unit]).str();
 }
 
+/// "950", "1.5K", "2.30M", "671.03B"
+inline std::string formatCount(int64_t count) {
+  if (count >= 1000000000)
+    return llvm::formatv("{0:f2}B", count / 1e9).str();
+  if (count >= 1000000)
+    return llvm::formatv("{0:f2}M", count / 1e6).str();
+  if (count >= 1000)
+    return llvm::formatv("{0:f1}K", count / 1e3).str();
+  return std::to_string(count);
+}
+
 } // namespace moec
 
 #endif // MOEC_SUPPORT_FORMAT_H

@@ -35,7 +35,8 @@ llvm::Error writeCpuArtifact(const CpuProgram &program,
                              const ModelConfig &config,
                              llvm::StringRef configJson,
                              const SafeTensorsCheckpoint &checkpoint,
-                             llvm::StringRef outputPath) {
+                             llvm::StringRef outputPath,
+                             const WeightProgress &progress) {
   llvm::Expected<std::unique_ptr<ArtifactBuilder>> created =
       ArtifactBuilder::create(outputPath);
   if (!created)
@@ -58,6 +59,9 @@ llvm::Error writeCpuArtifact(const CpuProgram &program,
   builder.setModelInfo(std::move(info));
 
   // Weight indices are the plan's: added in order.
+  uint64_t total = 0, written = 0;
+  for (const PlannedWeight &weight : program.weights)
+    total += weight.bytes();
   for (const PlannedWeight &weight : program.weights) {
     llvm::Expected<uint32_t> index = builder.addWeight(
         weight.name, weight.isBf16 ? ArtifactDType::BF16 : ArtifactDType::F32,
@@ -66,6 +70,9 @@ llvm::Error writeCpuArtifact(const CpuProgram &program,
         });
     if (!index)
       return index.takeError();
+    written += weight.bytes();
+    if (progress)
+      progress(written, total);
   }
   for (auto [layer, cache] : llvm::enumerate(program.kvCaches))
     builder.addKvCache(
