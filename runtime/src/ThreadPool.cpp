@@ -13,7 +13,7 @@ namespace moec::runtime {
 
 namespace {
 
-// Busy-wait this many pause instructions (a few tens of microseconds) before
+// Busy-wait this many pause instructions (tens of microseconds) before
 // sleeping: long enough to bridge back-to-back dispatches of a decode step,
 // short enough not to burn a core while the session is idle.
 constexpr int kSpinIterations = 4096;
@@ -33,6 +33,16 @@ int64_t unitsOf(int64_t total, int64_t grain) {
   int64_t unit = grain > 0 ? grain : 1;
   return total / unit + (total % unit != 0);
 }
+
+// Fields of ThreadPool::claim.
+constexpr uint64_t kFieldMask = 0xffff;
+inline uint64_t claimWord(uint32_t run, int ranges) {
+  return (uint64_t{run} << 32) | (static_cast<uint64_t>(ranges) << 16);
+}
+inline int rangesOf(uint64_t word) {
+  return static_cast<int>((word >> 16) & kFieldMask);
+}
+inline int nextOf(uint64_t word) { return static_cast<int>(word & kFieldMask); }
 
 } // namespace
 
@@ -55,11 +65,12 @@ WorkRange workRangeOf(int64_t total, int64_t grain, int worker, int workers) {
 }
 
 bool ThreadPool::start(int threads, std::string &error) {
-  numThreads = std::max(threads, 1);
+  // Ranges and claims are 16-bit fields of `claim`.
+  numThreads = std::clamp(threads, 1, static_cast<int>(kFieldMask / 2));
   try {
     helpers.reserve(numThreads - 1);
     for (int worker = 1; worker < numThreads; ++worker)
-      helpers.emplace_back([this, worker] { helperLoop(worker); });
+      helpers.emplace_back([this] { helperLoop(/*seen=*/0); });
   } catch (const std::system_error &failure) {
     error = failure.what();
     stop();
@@ -79,6 +90,26 @@ void ThreadPool::stop() {
   helpers.clear();
 }
 
+void ThreadPool::runRanges() {
+  uint64_t word = claim.load(std::memory_order_acquire);
+  while (nextOf(word) < rangesOf(word)) {
+    if (!claim.compare_exchange_weak(word, word + 1, std::memory_order_acquire))
+      continue; // `word` was reloaded
+    int range = nextOf(word);
+    const Job &work = job;
+    WorkRange items = workRangeOf(work.total, work.grain, range, work.workers);
+    work.kernel(work.bindings, work.scalars, items.begin, items.end);
+    // Read before counting: once the count is complete, run() may return
+    // and overwrite `job`.
+    int workers = work.workers;
+    // seq_cst: the kernel's writes happen-before the caller's return, and
+    // either this thread sees the caller asleep or the caller sees the count.
+    if (rangesDone.fetch_add(1) + 1 == workers && callerSleeping.load())
+      rangesDone.notify_one();
+    word = claim.load(std::memory_order_acquire);
+  }
+}
+
 void ThreadPool::run(CpuKernel kernel, void *const *bindings,
                      const int64_t *scalars, int64_t total, int64_t grain) {
   int workers = workersFor(total, grain, numThreads);
@@ -89,29 +120,28 @@ void ThreadPool::run(CpuKernel kernel, void *const *bindings,
     return;
   }
   job = Job{kernel, bindings, scalars, total, grain, workers};
-  // Every helper acknowledges every run, including those without a range:
-  // then none can still be reading `job` when the next run overwrites it.
-  pending.store(static_cast<int>(helpers.size()), std::memory_order_relaxed);
-  generation.fetch_add(1); // seq_cst: publishes `job`, pairs with sleepers
+  rangesDone.store(0, std::memory_order_relaxed);
+  claim.store(claimWord(++runs, workers), std::memory_order_release);
+  generation.fetch_add(1); // seq_cst: pairs with sleepingHelpers
   if (sleepingHelpers.load() > 0)
     generation.notify_all();
 
-  WorkRange range = workRangeOf(total, grain, 0, workers);
-  kernel(bindings, scalars, range.begin, range.end);
+  runRanges();
 
   for (int i = 0; i < kSpinIterations; ++i) {
-    if (pending.load(std::memory_order_acquire) == 0)
+    if (rangesDone.load(std::memory_order_acquire) == workers)
       return;
     spinPause(i);
   }
   callerSleeping.store(true);
-  for (int left = pending.load(); left != 0; left = pending.load())
-    pending.wait(left);
+  for (int done = rangesDone.load(); done != workers; done = rangesDone.load())
+    rangesDone.wait(done);
   callerSleeping.store(false);
 }
 
-void ThreadPool::helperLoop(int worker) {
-  uint32_t seen = 0;
+void ThreadPool::helperLoop(uint32_t seen) {
+  // `seen` is the generation before any run: a helper that starts late still
+  // notices every later run and a stop() that came before it started.
   while (true) {
     uint32_t current = generation.load(std::memory_order_acquire);
     for (int i = 0; current == seen && i < kSpinIterations; ++i) {
@@ -127,17 +157,7 @@ void ThreadPool::helperLoop(int worker) {
     seen = current;
     if (stopping.load())
       return;
-
-    const Job &work = job;
-    if (worker < work.workers) {
-      WorkRange range =
-          workRangeOf(work.total, work.grain, worker, work.workers);
-      work.kernel(work.bindings, work.scalars, range.begin, range.end);
-    }
-    // seq_cst: the kernel's writes happen-before the caller's return, and
-    // either this thread sees the caller asleep or the caller sees zero.
-    if (pending.fetch_sub(1) == 1 && callerSleeping.load())
-      pending.notify_one();
+    runRanges();
   }
 }
 

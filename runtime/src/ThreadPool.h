@@ -1,12 +1,15 @@
 //===- ThreadPool.h - persistent threads running kernel ranges --*- C++ -*-===//
 //
 // Part of moec. A session's kernels run on a fixed set of threads created
-// once: run() splits the work items [0, total) statically into contiguous
-// ranges (boundaries on multiples of the dispatch's grain), runs range 0 on
-// the calling thread and the others on the pool, and returns when every range
-// is done, which is the barrier between dispatches. Waiting threads spin
-// briefly (decode kernels last microseconds) and then sleep on a futex, so an
-// idle session costs no CPU. Nothing is allocated per run.
+// once. run() splits the work items [0, total) statically into contiguous
+// ranges, one per participating thread (boundaries on multiples of the
+// dispatch's grain), and returns when every range is done: the barrier
+// between dispatches. Which thread runs which range is decided by an atomic
+// claim, and the calling thread claims ranges too, so a helper that is asleep
+// or preempted (2 cores shared with other work) never stalls a dispatch: the
+// caller runs its range instead. Waiting threads spin briefly (decode kernels
+// last microseconds) and then sleep on a futex, so an idle session costs no
+// CPU. Nothing is allocated per run.
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,19 +20,20 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 #include <thread>
 #include <vector>
 
 namespace moec::runtime {
 
-/// The contiguous range of work items of `worker` out of `workers`, when
-/// `total` items are split in units of `grain` items (0: units of 1).
+/// The contiguous range `worker` of `workers` when `total` items are split
+/// in units of `grain` items (0: units of 1).
 struct WorkRange {
   int64_t begin, end;
 };
 WorkRange workRangeOf(int64_t total, int64_t grain, int worker, int workers);
 
-/// How many threads a run of `total` items with `grain` keeps busy.
+/// How many ranges a run of `total` items with `grain` is split into.
 int workersFor(int64_t total, int64_t grain, int threads);
 
 class ThreadPool {
@@ -59,18 +63,27 @@ private:
     int workers = 0;
   };
 
-  void helperLoop(int worker);
+  /// Claims and runs ranges of the current run until none is left.
+  void runRanges();
+  void helperLoop(uint32_t seen);
   void stop();
 
   int numThreads = 1;
   std::vector<std::thread> helpers;
+  /// Written by run() before it publishes `claim`; read only by a thread
+  /// holding a claimed range, and run() waits for every range before it
+  /// writes the next job.
   Job job;
-  // Bumped once per run; helpers wait for it to change.
+  /// run number (32 bits) | ranges (16 bits) | next unclaimed range (16):
+  /// one word, so a claim is a single compare-and-swap that cannot succeed
+  /// for a finished run.
+  std::atomic<uint64_t> claim{0};
+  std::atomic<int> rangesDone{0};
+  uint32_t runs = 0;
+  /// Bumped once per parallel run; idle helpers wait for it to change.
   std::atomic<uint32_t> generation{0};
-  // Helpers still running the current job.
-  std::atomic<int> pending{0};
-  // Threads asleep on `generation` / the caller asleep on `pending`: wakes
-  // are futex calls, made only when someone sleeps.
+  /// Threads asleep on `generation` / the caller asleep on `rangesDone`:
+  /// wakes are futex calls, made only when someone sleeps.
   std::atomic<int> sleepingHelpers{0};
   std::atomic<bool> callerSleeping{false};
   std::atomic<bool> stopping{false};
