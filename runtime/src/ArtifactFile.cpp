@@ -174,7 +174,10 @@ Status ArtifactFile::verifyHeader() {
   }
 
   const uint8_t *table = data + header.table_offset();
-  flatbuffers::Verifier verifier(table, header.table_size());
+  // The default limit of 1M tables is within reach of a large model's weight
+  // table plus its dispatches; the table's size bounds the work anyway.
+  flatbuffers::Verifier verifier(table, header.table_size(), /*max_depth=*/64,
+                                 /*max_tables=*/1u << 30);
   if (!fb::VerifyArtifactBuffer(verifier))
     return invalidArtifact(
         "the FlatBuffer table [64, +%llu) fails verification "
