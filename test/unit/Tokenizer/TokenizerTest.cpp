@@ -45,7 +45,8 @@ std::vector<Case> readCases(const std::string &family) {
     std::getline(fields, text, '\t');
     std::getline(fields, ids, '\t');
     std::getline(fields, decoded, '\t');
-    Case c{fromHex(text), {}, fromHex(decoded)};
+    Case c{
+        fromHex(text), {}, decoded == "=" ? fromHex(text) : fromHex(decoded)};
     std::istringstream idStream(ids);
     for (TokenId id; idStream >> id;)
       c.ids.push_back(id);
@@ -80,7 +81,7 @@ class RealTokenizer : public ::testing::TestWithParam<std::string> {};
 TEST_P(RealTokenizer, EncodeMatchesHuggingFace) {
   const Tokenizer &tokenizer = load(GetParam());
   auto cases = readCases(GetParam());
-  EXPECT_GE(cases.size(), 50u);
+  EXPECT_GE(cases.size(), 60u);
   for (const Case &c : cases)
     EXPECT_EQ(tokenizer.encode(c.text), c.ids) << printable(c.text);
 }
