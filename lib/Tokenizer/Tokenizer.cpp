@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <queue>
 #include <sstream>
 #include <unordered_map>
 
@@ -298,42 +299,71 @@ void Tokenizer::Impl::bytePairEncode(const std::string &piece,
       return;
     }
   }
-  std::vector<TokenId> symbols;
-  symbols.reserve(piece.size());
-  for (char byte : piece)
-    if (TokenId id = byteToId[uint8_t(byte)]; id >= 0)
-      symbols.push_back(id); // a byte missing from the vocab is dropped
-  // Repeatedly merge the adjacent pair of lowest rank, leftmost first; this
-  // is what the priority queue in `tokenizers` produces.
-  constexpr uint32_t kNoMerge = UINT32_MAX;
-  auto pairRank = [&](size_t i) -> std::pair<uint32_t, TokenId> {
-    auto it = merges.find(uint64_t(uint32_t(symbols[i])) << 32 |
-                          uint32_t(symbols[i + 1]));
-    return it == merges.end() ? std::pair(kNoMerge, TokenId(-1)) : it->second;
+  // Merge the adjacent pair of lowest rank, leftmost first, until none is
+  // left: a heap of candidate pairs over a linked list of symbols, as in
+  // `tokenizers`, so long pieces cost O(n log n).
+  struct Symbol {
+    TokenId id;
+    int prev, next; // -1: none
   };
-  std::vector<std::pair<uint32_t, TokenId>> ranks;
-  for (size_t i = 0; i + 1 < symbols.size(); ++i)
-    ranks.push_back(pairRank(i));
-  while (!ranks.empty()) {
-    size_t best = 0;
-    for (size_t i = 1; i < ranks.size(); ++i)
-      if (ranks[i].first < ranks[best].first)
-        best = i;
-    if (ranks[best].first == kNoMerge)
-      break;
-    symbols[best] = ranks[best].second;
-    symbols.erase(symbols.begin() + best + 1);
-    ranks.erase(ranks.begin() + best);
-    if (best > 0)
-      ranks[best - 1] = pairRank(best - 1);
-    if (best < ranks.size())
-      ranks[best] = pairRank(best);
+  std::vector<Symbol> symbols;
+  symbols.reserve(piece.size());
+  for (char byte : piece) {
+    TokenId id = byteToId[uint8_t(byte)];
+    if (id < 0)
+      continue; // a byte missing from the vocab is dropped
+    int index = int(symbols.size());
+    symbols.push_back({id, index - 1, -1});
+    if (index > 0)
+      symbols[index - 1].next = index;
   }
-  out.insert(out.end(), symbols.begin(), symbols.end());
+  struct Candidate {
+    uint32_t rank;
+    int left;
+    TokenId leftId, rightId, merged;
+    bool operator>(const Candidate &other) const {
+      return rank != other.rank ? rank > other.rank : left > other.left;
+    }
+  };
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
+  auto addCandidate = [&](int left) {
+    if (left < 0 || symbols[left].next < 0)
+      return;
+    TokenId leftId = symbols[left].id;
+    TokenId rightId = symbols[symbols[left].next].id;
+    auto it = merges.find(uint64_t(uint32_t(leftId)) << 32 | uint32_t(rightId));
+    if (it != merges.end())
+      queue.push({it->second.first, left, leftId, rightId, it->second.second});
+  };
+  for (int i = 0; i + 1 < int(symbols.size()); ++i)
+    addCandidate(i);
+  while (!queue.empty()) {
+    Candidate top = queue.top();
+    queue.pop();
+    Symbol &left = symbols[top.left];
+    // Stale when either side has merged since it was queued.
+    if (left.id != top.leftId || left.next < 0 ||
+        symbols[left.next].id != top.rightId)
+      continue;
+    int right = left.next;
+    left.id = top.merged;
+    left.next = symbols[right].next;
+    if (left.next >= 0)
+      symbols[left.next].prev = top.left;
+    symbols[right].id = -1; // dead
+    addCandidate(left.prev);
+    addCandidate(top.left);
+  }
+  std::vector<TokenId> merged;
+  for (int i = symbols.empty() ? -1 : 0; i >= 0; i = symbols[i].next)
+    merged.push_back(symbols[i].id);
+  out.insert(out.end(), merged.begin(), merged.end());
+  if (piece.size() > 256)
+    return; // long runs rarely repeat; keep the cache small
   std::lock_guard<std::mutex> lock(cacheMutex);
   if (cache.size() > 200000)
     cache.clear(); // bounded: a long-running process must not grow forever
-  cache.emplace(piece, std::move(symbols));
+  cache.emplace(piece, std::move(merged));
 }
 
 //===----------------------------------------------------------------------===//
