@@ -226,6 +226,69 @@ std::string KernelLibrary::dot(Elt weight, int64_t length) {
   return name;
 }
 
+// Four dot products of rows x[xo0..3 : + length] with one weight row: each
+// weight vector is loaded once for four tokens (prefill's register blocking).
+std::string KernelLibrary::dot4(Elt weight, int64_t length) {
+  std::string name = formatv("@dot4_{0}_{1}", eltName(weight), length).str();
+  if (helperText.count(name))
+    return name;
+  helperText[name] = subst(R"(
+  func.func private $NAME(%x: memref<?xf32>, %o0: index, %o1: index, %o2: index, %o3: index, %w: memref<?x$W>, %wo: index) -> (f32, f32, f32, f32) $INTERNAL {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c8 = arith.constant 8 : index
+    %k8 = arith.constant $K8 : index
+    %kk = arith.constant $K : index
+    %z = arith.constant dense<0.0> : vector<8xf32>
+    %a:4 = scf.for %k = %c0 to %k8 step %c8 iter_args(%a0 = %z, %a1 = %z, %a2 = %z, %a3 = %z)
+        -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
+      %wi = arith.addi %wo, %k : index
+      %wv = func.call @ld8_$W(%w, %wi) : (memref<?x$W>, index) -> vector<8xf32>
+      %i0 = arith.addi %o0, %k : index
+      %i1 = arith.addi %o1, %k : index
+      %i2 = arith.addi %o2, %k : index
+      %i3 = arith.addi %o3, %k : index
+      %x0 = vector.load %x[%i0] : memref<?xf32>, vector<8xf32>
+      %x1 = vector.load %x[%i1] : memref<?xf32>, vector<8xf32>
+      %x2 = vector.load %x[%i2] : memref<?xf32>, vector<8xf32>
+      %x3 = vector.load %x[%i3] : memref<?xf32>, vector<8xf32>
+      %r0 = vector.fma %x0, %wv, %a0 : vector<8xf32>
+      %r1 = vector.fma %x1, %wv, %a1 : vector<8xf32>
+      %r2 = vector.fma %x2, %wv, %a2 : vector<8xf32>
+      %r3 = vector.fma %x3, %wv, %a3 : vector<8xf32>
+      scf.yield %r0, %r1, %r2, %r3 : vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>
+    }
+    %s0 = vector.reduction <add>, %a#0 : vector<8xf32> into f32
+    %s1 = vector.reduction <add>, %a#1 : vector<8xf32> into f32
+    %s2 = vector.reduction <add>, %a#2 : vector<8xf32> into f32
+    %s3 = vector.reduction <add>, %a#3 : vector<8xf32> into f32
+    %t:4 = scf.for %k = %k8 to %kk step %c1 iter_args(%b0 = %s0, %b1 = %s1, %b2 = %s2, %b3 = %s3) -> (f32, f32, f32, f32) {
+      %wi = arith.addi %wo, %k : index
+      %wv = func.call @ld_$W(%w, %wi) : (memref<?x$W>, index) -> f32
+      %i0 = arith.addi %o0, %k : index
+      %i1 = arith.addi %o1, %k : index
+      %i2 = arith.addi %o2, %k : index
+      %i3 = arith.addi %o3, %k : index
+      %x0 = memref.load %x[%i0] : memref<?xf32>
+      %x1 = memref.load %x[%i1] : memref<?xf32>
+      %x2 = memref.load %x[%i2] : memref<?xf32>
+      %x3 = memref.load %x[%i3] : memref<?xf32>
+      %r0 = math.fma %x0, %wv, %b0 : f32
+      %r1 = math.fma %x1, %wv, %b1 : f32
+      %r2 = math.fma %x2, %wv, %b2 : f32
+      %r3 = math.fma %x3, %wv, %b3 : f32
+      scf.yield %r0, %r1, %r2, %r3 : f32, f32, f32, f32
+    }
+    return %t#0, %t#1, %t#2, %t#3 : f32, f32, f32, f32
+  }
+)",
+                           {{"NAME", name},
+                            {"W", eltName(weight)},
+                            {"K8", num(length / 8 * 8)},
+                            {"K", num(length)}});
+  return name;
+}
+
 std::string KernelLibrary::moduleText() const {
   std::string text = "module {\n" + helpers();
   for (const Kernel &kernel : kernels) {
@@ -414,32 +477,61 @@ unsigned KernelLibrary::sigmoidGate(int64_t hidden) {
 
 // Work: output features N (each reads its weight row once for all tokens).
 // y[t, n] = x[t, :] . w[n, :] (+ bias[n])
+// Work: output features N (each reads its weight row once for all tokens,
+// four tokens per weight load). y[t, n] = x[t, :] . w[n, :] (+ bias[n])
 unsigned KernelLibrary::linear(Elt weight, int64_t in, int64_t out, bool bias) {
   std::string dotName = dot(weight, in);
-  std::string body = subst(R"(    %K = arith.constant $K : index
-    %N = arith.constant $N : index
-    scf.for %n = %begin to %end step %c1 {
-      %wo = arith.muli %n, %K : index
-      $BIASLOAD
-      scf.for %t = %c0 to %T step %c1 {
-        %xo = arith.muli %t, %K : index
-        %d = func.call $DOT(%b0, %xo, %b1, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
-        %y = arith.addf %d, %bias : f32
+  std::string dot4Name = dot4(weight, in);
+  std::string store = R"(        %y = arith.addf %d, %bias : f32
         %tn = arith.muli %t, %N : index
         %yo = arith.addi %tn, %n : index
         memref.store %y, %b$OUT[%yo] : memref<?xf32>
+)";
+  std::string body = R"(    %K = arith.constant $K : index
+    %N = arith.constant $N : index
+    %c2 = arith.constant 2 : index
+    %c3 = arith.constant 3 : index
+    %c4 = arith.constant 4 : index
+    %T4 = arith.divui %T, %c4 : index
+    %tb = arith.muli %T4, %c4 : index
+    scf.for %n = %begin to %end step %c1 {
+      %wo = arith.muli %n, %K : index
+      $BIASLOAD
+      scf.for %t0 = %c0 to %tb step %c4 {
+        %t1 = arith.addi %t0, %c1 : index
+        %t2 = arith.addi %t0, %c2 : index
+        %t3 = arith.addi %t0, %c3 : index
+        %o0 = arith.muli %t0, %K : index
+        %o1 = arith.muli %t1, %K : index
+        %o2 = arith.muli %t2, %K : index
+        %o3 = arith.muli %t3, %K : index
+        %q:4 = func.call $DOT4(%b0, %o0, %o1, %o2, %o3, %b1, %wo) : (memref<?xf32>, index, index, index, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
+        scf.for %j = %c0 to %c4 step %c1 {
+          %t = arith.addi %t0, %j : index
+          %is1 = arith.cmpi eq, %j, %c1 : index
+          %is2 = arith.cmpi eq, %j, %c2 : index
+          %is3 = arith.cmpi eq, %j, %c3 : index
+          %v01 = arith.select %is1, %q#1, %q#0 : f32
+          %v012 = arith.select %is2, %q#2, %v01 : f32
+          %d = arith.select %is3, %q#3, %v012 : f32
+)" + store + R"(        }
       }
+      scf.for %t = %tb to %T step %c1 {
+        %xo = arith.muli %t, %K : index
+        %d = func.call $DOT(%b0, %xo, %b1, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+)" + store + R"(      }
     }
-)",
-                           {{"K", num(in)},
-                            {"N", num(out)},
-                            {"DOT", dotName},
-                            {"W", eltName(weight)},
-                            {"OUT", bias ? "3" : "2"},
-                            {"BIASLOAD", bias ? "%bias = memref.load %b2[%n] "
-                                                ": memref<?xf32>"
-                                              : "%bias = arith.addf %f0, %f0 "
-                                                ": f32"}});
+)";
+  body =
+      subst(body, {{"K", num(in)},
+                   {"N", num(out)},
+                   {"DOT4", dot4Name},
+                   {"DOT", dotName},
+                   {"W", eltName(weight)},
+                   {"OUT", bias ? "3" : "2"},
+                   {"BIASLOAD", bias ? "%bias = memref.load %b2[%n] "
+                                       ": memref<?xf32>"
+                                     : "%bias = arith.addf %f0, %f0 : f32"}});
   if (bias)
     return add(body, {Elt::F32, weight, Elt::F32, Elt::F32}, body);
   return add(body, {Elt::F32, weight, Elt::F32}, body);
@@ -448,26 +540,58 @@ unsigned KernelLibrary::linear(Elt weight, int64_t in, int64_t out, bool bias) {
 // Work: intermediate features I. h[t, i] = silu(x.g[i]) * (x.u[i])
 unsigned KernelLibrary::gateUp(Elt weight, int64_t hidden, int64_t inter) {
   std::string dotName = dot(weight, hidden);
-  std::string body = subst(R"(    %H = arith.constant $H : index
-    %I = arith.constant $I : index
-    scf.for %i = %begin to %end step %c1 {
-      %wo = arith.muli %i, %H : index
-      scf.for %t = %c0 to %T step %c1 {
-        %xo = arith.muli %t, %H : index
-        %g = func.call $DOT(%b0, %xo, %b1, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
-        %u = func.call $DOT(%b0, %xo, %b2, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
-        %a = func.call @silu(%g) : (f32) -> f32
+  std::string dot4Name = dot4(weight, hidden);
+  // h[t, i] from the gate and up dot products %g, %u of token %t.
+  std::string store = R"(        %a = func.call @silu(%g) : (f32) -> f32
         %h = arith.mulf %a, %u : f32
         %ti = arith.muli %t, %I : index
         %ho = arith.addi %ti, %i : index
         memref.store %h, %b3[%ho] : memref<?xf32>
+)";
+  std::string body = R"(    %H = arith.constant $H : index
+    %I = arith.constant $I : index
+    %c2 = arith.constant 2 : index
+    %c3 = arith.constant 3 : index
+    %c4 = arith.constant 4 : index
+    %T4 = arith.divui %T, %c4 : index
+    %tb = arith.muli %T4, %c4 : index
+    scf.for %i = %begin to %end step %c1 {
+      %wo = arith.muli %i, %H : index
+      scf.for %t0 = %c0 to %tb step %c4 {
+        %t1 = arith.addi %t0, %c1 : index
+        %t2 = arith.addi %t0, %c2 : index
+        %t3 = arith.addi %t0, %c3 : index
+        %o0 = arith.muli %t0, %H : index
+        %o1 = arith.muli %t1, %H : index
+        %o2 = arith.muli %t2, %H : index
+        %o3 = arith.muli %t3, %H : index
+        %qg:4 = func.call $DOT4(%b0, %o0, %o1, %o2, %o3, %b1, %wo) : (memref<?xf32>, index, index, index, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
+        %qu:4 = func.call $DOT4(%b0, %o0, %o1, %o2, %o3, %b2, %wo) : (memref<?xf32>, index, index, index, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
+        scf.for %j = %c0 to %c4 step %c1 {
+          %t = arith.addi %t0, %j : index
+          %is1 = arith.cmpi eq, %j, %c1 : index
+          %is2 = arith.cmpi eq, %j, %c2 : index
+          %is3 = arith.cmpi eq, %j, %c3 : index
+          %g01 = arith.select %is1, %qg#1, %qg#0 : f32
+          %g012 = arith.select %is2, %qg#2, %g01 : f32
+          %g = arith.select %is3, %qg#3, %g012 : f32
+          %u01 = arith.select %is1, %qu#1, %qu#0 : f32
+          %u012 = arith.select %is2, %qu#2, %u01 : f32
+          %u = arith.select %is3, %qu#3, %u012 : f32
+)" + store + R"(        }
       }
+      scf.for %t = %tb to %T step %c1 {
+        %xo = arith.muli %t, %H : index
+        %g = func.call $DOT(%b0, %xo, %b1, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+        %u = func.call $DOT(%b0, %xo, %b2, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+)" + store + R"(      }
     }
-)",
-                           {{"H", num(hidden)},
-                            {"I", num(inter)},
-                            {"DOT", dotName},
-                            {"W", eltName(weight)}});
+)";
+  body = subst(body, {{"H", num(hidden)},
+                      {"I", num(inter)},
+                      {"DOT", dotName},
+                      {"DOT4", dot4Name},
+                      {"W", eltName(weight)}});
   return add(body, {Elt::F32, weight, weight, Elt::F32}, body);
 }
 

@@ -89,6 +89,7 @@ private:
   std::vector<std::string> globals;
 
   std::string dot(Elt weight, int64_t length);
+  std::string dot4(Elt weight, int64_t length);
 };
 
 } // namespace moec::cpu
