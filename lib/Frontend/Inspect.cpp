@@ -103,14 +103,14 @@ ParameterCounts printLayerSummary(const ModelConfig &config,
   return counts;
 }
 
-Error inspectPath(StringRef path, raw_ostream &os) {
+Error inspectPath(StringRef path, raw_ostream &os, bool verifyChecksums) {
   if (!sys::fs::exists(path))
     return createStringError(path + ": no such file or directory");
   if (!sys::fs::is_directory(path)) {
     if (!isArtifactFile(path))
       return createStringError(path + ": not a checkpoint directory nor a "
                                       ".moec artifact (no MOECART magic)");
-    return inspectArtifact(path, os);
+    return inspectArtifact(path, os, verifyChecksums);
   }
   Expected<ModelConfig> config = ModelConfig::fromDirectory(path);
   if (!config)

@@ -42,7 +42,8 @@ cl::SubCommand
     compileCommand("compile",
                    "Compile a HuggingFace checkpoint directory for a target");
 cl::SubCommand inspectCommand(
-    "inspect", "Describe a checkpoint directory (config, weight table, sizes)");
+    "inspect", "Describe a checkpoint directory (config, layers, weight "
+               "table) or a .moec artifact (header, weights, kernels, plan)");
 
 cl::OptionCategory moecCategory("moec options");
 
@@ -68,6 +69,11 @@ cl::opt<bool> importSummary(
     cl::desc("Print a per-layer table (attention, experts, parameters, "
              "active parameters per token) instead of the module"),
     cl::sub(importCommand), cl::cat(moecCategory));
+
+cl::opt<bool>
+    verifyChecksums("verify",
+                    cl::desc("Also check every weight's and kernel's checksum"),
+                    cl::sub(inspectCommand), cl::cat(moecCategory));
 
 cl::opt<std::string> target("target",
                             cl::desc("Code generation target: cpu, cuda, or "
@@ -411,7 +417,7 @@ int runCompile(mlir::MLIRContext &context) {
 }
 
 int runInspect() {
-  failOn(moec::inspectPath(inputPath, outs()));
+  failOn(moec::inspectPath(inputPath, outs(), verifyChecksums));
   return 0;
 }
 
@@ -423,10 +429,11 @@ int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(
       argc, argv,
       "moec: ahead-of-time compiler for Mixture-of-Experts language models\n\n"
-      "  moec import ./ckpt                      print the moe-dialect module\n"
+      "  moec import ./ckpt                 print the moe-dialect module\n"
+      "  moec compile ./ckpt -o m.moec      a CPU artifact for this machine\n"
       "  moec compile ./ckpt --emit=moe -o m.mlir --print-ir-after-all\n"
-      "  moec inspect ./ckpt                     config, weight table, "
-      "sizes\n");
+      "  moec inspect ./ckpt | m.moec       config, weights, kernels, plan\n"
+      "  moec-run m.moec --prompt-tokens 3,17,250 -n 16\n");
 
   mlir::DialectRegistry registry;
   moec::registerImporterDialects(registry);

@@ -34,7 +34,10 @@ ParameterCounts printLayerSummary(const ModelConfig &config,
 /// Describes `path`: for a checkpoint directory, the normalized model config,
 /// the weight table (name, dtype, shape, bytes, shard) and totals by dtype.
 /// Errors name the path and what is wrong with it.
-llvm::Error inspectPath(llvm::StringRef path, llvm::raw_ostream &os);
+/// For a .moec artifact, everything it holds (`verifyChecksums`: also check
+/// every weight's and kernel blob's checksum).
+llvm::Error inspectPath(llvm::StringRef path, llvm::raw_ostream &os,
+                        bool verifyChecksums = false);
 
 } // namespace moec
 
