@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -119,6 +120,10 @@ struct Piece {
   std::string text;
   TokenId token = -1;
 };
+
+/// Ids above this are rejected: a hostile file must not make us allocate
+/// gigabytes (real vocabularies are below 300k).
+constexpr double kMaxTokenId = 1 << 24;
 
 std::string_view kindName(const json::Value &value) {
   const json::Value *type = value.get("type");
@@ -466,10 +471,11 @@ private:
     if (!vocab || !vocab->isObject())
       return fail("model.vocab", "missing or not an object");
     for (const auto &[token, idValue] : vocab->object) {
-      if (!idValue.isNumber() || idValue.number < 0 || idValue.number > 1e8 ||
+      if (!idValue.isNumber() || idValue.number < 0 ||
+          idValue.number >= kMaxTokenId ||
           idValue.number != TokenId(idValue.number))
         return fail("model.vocab",
-                    "id of \"" + token + "\" is not a non-negative integer");
+                    "id of \"" + token + "\" is not an integer in [0, 2^24)");
       TokenId id = TokenId(idValue.number);
       setToken(id, token);
       if (auto bytes = byteLevelToBytes(token))
@@ -532,8 +538,9 @@ private:
       std::string field = "added_tokens[" + std::to_string(i) + "]";
       const json::Value *id = entry.get("id");
       const json::Value *content = entry.get("content");
-      if (!id || !id->isNumber() || id->number < 0 || id->number > 1e8)
-        return fail(field + ".id", "missing or not a non-negative integer");
+      if (!id || !id->isNumber() || id->number < 0 ||
+          id->number >= kMaxTokenId || id->number != TokenId(id->number))
+        return fail(field + ".id", "missing or not an integer in [0, 2^24)");
       if (!content || !content->isString() || content->string.empty())
         return fail(field + ".content", "missing or empty");
       for (const char *flag : {"lstrip", "rstrip", "single_word"})
@@ -747,6 +754,14 @@ private:
   }
 
   bool finish() {
+    for (TokenId id : impl.templatePrefix)
+      if (id < 0 || size_t(id) >= impl.tokenStrings.size())
+        return fail("post_processor", "template id " + std::to_string(id) +
+                                          " is not in the vocabulary");
+    for (TokenId id : impl.templateSuffix)
+      if (id < 0 || size_t(id) >= impl.tokenStrings.size())
+        return fail("post_processor", "template id " + std::to_string(id) +
+                                          " is not in the vocabulary");
     impl.rawAddedTokens.finish();
     impl.normalizedAddedTokens.finish();
     impl.tokenBytes.resize(impl.tokenStrings.size());

@@ -223,6 +223,14 @@ TEST(Tokenizer, BadFilesGiveOneLineErrorsNamingTheField) {
       {replace("\"normalizer\": null", "\"normalizer\": {\"type\": \"NFKD\"}"),
        "normalizer.type"},
       {replace("\"id\": 257", "\"id\": -3"), "added_tokens[0].id"},
+      {replace("\"id\": 257", "\"id\": 1e12"), "added_tokens[0].id"},
+      {replace("\"ab\": 256", "\"ab\": 99999999999"), "model.vocab"},
+      {replace("\"normalizer\": null",
+               "\"normalizer\": null, "
+               "\"post_processor\": {\"type\": \"TemplateProcessing\", "
+               "\"single\": [{\"SpecialToken\": {\"id\": \"x\"}}], "
+               "\"special_tokens\": {\"x\": {\"ids\": [900000]}}}"),
+       "post_processor"},
   };
   for (const Bad &bad : cases) {
     std::string error;
