@@ -175,7 +175,13 @@ private:
   // Bindings of values.
   std::optional<WeightExpr> weightExpr(Value value);
   VirtualBinding weight(Value value);
-  VirtualBinding input(Value value) { return bound.lookup(value); }
+  VirtualBinding input(Value value) {
+    auto it = bound.find(value);
+    if (it != bound.end())
+      return it->second;
+    badOperand = true; // reported by planEntry for the op being planned
+    return {PlannedBinding::TokenIds, 0};
+  }
   VirtualBinding output(Value value);
   VirtualBinding temporary(uint64_t bytes);
   void dispatch(unsigned kernel, llvm::ArrayRef<VirtualBinding> bindings,
@@ -203,6 +209,9 @@ private:
   std::vector<uint64_t> bufferBytes;
   std::vector<unsigned> bufferFirst, bufferLast; // dispatch indices
   std::vector<VirtualDispatch> dispatches;
+  // Set when an operand has no binding or a weight operand is not a
+  // compile-time weight expression.
+  bool badOperand = false, badWeight = false;
 };
 
 std::optional<WeightExpr> Planner::weightExpr(Value value) {
@@ -300,7 +309,10 @@ static std::string displayName(const WeightExpr &expr) {
 
 VirtualBinding Planner::weight(Value value) {
   std::optional<WeightExpr> expr = weightExpr(value);
-  assert(expr && "not a weight");
+  if (!expr) {
+    badWeight = true; // reported by planEntry for the op being planned
+    return {PlannedBinding::Weight, 0};
+  }
   std::string key = exprKey(*expr);
   auto [it, inserted] = weightIndex.try_emplace(key, program.weights.size());
   if (inserted) {
@@ -380,9 +392,17 @@ llvm::Error Planner::planEntry(func::FuncOp func, int64_t entryMaxTokens) {
   auto ret = cast<func::ReturnOp>(body.getTerminator());
   logitsValue = ret.getOperand(0);
 
-  for (Operation &op : body.without_terminator())
+  for (Operation &op : body.without_terminator()) {
+    badOperand = badWeight = false;
     if (llvm::Error err = planOp(&op))
       return err;
+    if (badOperand)
+      return fail(&op, "an operand is not produced by an op the CPU backend "
+                       "lowers");
+    if (badWeight)
+      return fail(&op, "a weight operand is not a compile-time weight "
+                       "(moe.param and transforms of it)");
+  }
   if (bound.lookup(logitsValue).kind != PlannedBinding::Logits)
     return llvm::createStringError("entry point @" + func.getName() +
                                    ": the logits are not produced by a "
