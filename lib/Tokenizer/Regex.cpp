@@ -10,6 +10,12 @@ namespace moec::tokenizer {
 
 namespace {
 
+// Limits that keep a hostile pattern from exhausting the stack; real
+// tokenizer patterns are a few hundred characters and repeat only classes.
+constexpr size_t kMaxPatternLength = 4096;
+constexpr int kMaxGroupNesting = 100;
+constexpr size_t kMaxGroupRepetitions = 256;
+
 /// A non-owning callable reference: continuations are passed down the
 /// matcher without allocating.
 template <typename Signature> class FunctionRef;
@@ -124,6 +130,7 @@ private:
   Regex::Program &program;
   size_t pos = 0;
   bool caseInsensitive = false;
+  int nesting = 0;
   std::string message;
 
   int fail(const std::string &why) {
@@ -242,6 +249,8 @@ private:
   }
 
   int parseGroup() {
+    if (++nesting > kMaxGroupNesting)
+      return fail("groups nested too deeply");
     NodeKind kind = NodeKind::Sequence;
     bool savedCase = caseInsensitive;
     if (peek() == '?') {
@@ -261,6 +270,7 @@ private:
     }
     int inner = parseAlternation(true);
     caseInsensitive = savedCase;
+    --nesting;
     if (inner < 0)
       return -1;
     if (peek() != ')')
@@ -465,6 +475,10 @@ private:
 
   bool matchRepeatGeneral(const Node &node, size_t count, size_t pos,
                           size_t max, Continuation next) const {
+    // Each iteration of a repeated group nests a call: give up (no match)
+    // before the stack runs out.
+    if (count > kMaxGroupRepetitions)
+      return false;
     if (count < max) {
       bool matched = match(node.children[0], pos, [&](size_t after) {
         // An empty iteration would loop forever; stop repeating there.
@@ -489,6 +503,11 @@ std::unique_ptr<Regex> Regex::compile(std::string_view pattern,
   std::vector<char32_t> codePoints;
   std::vector<uint32_t> offsets;
   unicode::decodeUtf8(pattern, codePoints, offsets);
+  if (codePoints.size() > kMaxPatternLength) {
+    error = "pattern longer than " + std::to_string(kMaxPatternLength) +
+            " characters";
+    return nullptr;
+  }
   auto program = std::make_unique<Program>();
   if (!Parser(codePoints, *program).parse(error))
     return nullptr;

@@ -57,3 +57,19 @@ TEST(TokenizerRegex, BadPatternsAreErrorsNotCrashes) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(TokenizerRegex, HostilePatternsFailInsteadOfOverflowingTheStack) {
+  std::string error;
+  EXPECT_FALSE(Regex::compile(std::string(5000, 'a'), error));
+  EXPECT_FALSE(Regex::compile(
+      std::string(500, '(') + "a" + std::string(500, ')'), error));
+  // A repeated group stops after a bounded number of iterations.
+  std::string text;
+  for (int i = 0; i < 100000; ++i)
+    text += "ab";
+  EXPECT_TRUE(matches("(?:ab)+", text).size() >= 1);
+}
+
+} // namespace
