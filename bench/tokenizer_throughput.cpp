@@ -31,8 +31,9 @@ std::string mixedText(size_t targetBytes) {
       "한국어 문장도 포함합니다. 토크나이저 속도를 측정합니다.\n",
       "مرحبا بالعالم، هذا نص عربي للاختبار. שלום עולם.\n",
       "नमस्ते दुनिया, यह हिंदी पाठ है।\n",
-      "Emoji 😀 👍🏽 👨‍👩‍👧‍👦 and café naïve résumé.   "
-      "\n",
+      // Emoji with a skin tone and a ZWJ family, escaped for clang-format.
+      "Emoji \U0001F600 \U0001F44D\U0001F3FD "
+      "\U0001F468\u200D\U0001F469\u200D\U0001F467 and caf\u00E9.   \n",
   };
   std::string text;
   size_t i = 0;
