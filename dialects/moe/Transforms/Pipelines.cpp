@@ -12,6 +12,7 @@
 void mlir::moe::buildMoeOptimizationPipeline(OpPassManager &pm) {
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createMoeFuseNormsPass());
+  pm.addPass(createMoeFuseQkvPass());
   pm.addPass(createCSEPass());
 }
 
@@ -20,6 +21,6 @@ void mlir::moe::registerMoePassesAndPipelines() {
   PassPipelineRegistration<>(
       "moe-optimize",
       "The moe-to-moe pipeline of `moec compile` (canonicalize, fuse norms, "
-      "cse)",
+      "fuse sibling projections, cse)",
       [](OpPassManager &pm) { buildMoeOptimizationPipeline(pm); });
 }

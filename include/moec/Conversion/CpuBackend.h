@@ -48,7 +48,8 @@ struct CpuOptions {
 
 /// How a compile-time weight is computed from checkpoint tensors.
 struct WeightExpr {
-  enum Kind { Param, Stack, Slice, DequantizeFp8 } kind = Param;
+  // Stack and Concat (along dim 0) write their operands one after another.
+  enum Kind { Param, Stack, Concat, Slice, DequantizeFp8 } kind = Param;
   std::string name; // Param: the checkpoint tensor
   std::vector<WeightExpr> operands;
   llvm::SmallVector<int64_t, 4> shape;

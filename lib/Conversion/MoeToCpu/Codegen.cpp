@@ -239,6 +239,7 @@ public:
     case WeightExpr::Param:
       return readParam(expr.name, 0, elements(expr.shape), sink);
     case WeightExpr::Stack:
+    case WeightExpr::Concat:
       for (const WeightExpr &child : expr.operands)
         if (llvm::Error err = read(child, sink))
           return err;

@@ -236,6 +236,18 @@ std::optional<WeightExpr> Planner::weightExpr(Value value) {
     }
     return expr;
   }
+  if (auto concat = dyn_cast<tensor::ConcatOp>(def)) {
+    if (concat.getDim() != 0)
+      return std::nullopt;
+    expr.kind = WeightExpr::Concat;
+    for (Value operand : concat.getInputs()) {
+      std::optional<WeightExpr> child = weightExpr(operand);
+      if (!child)
+        return std::nullopt;
+      expr.operands.push_back(std::move(*child));
+    }
+    return expr;
+  }
   if (auto dequant = dyn_cast<moe::DequantizeFp8Op>(def)) {
     std::optional<WeightExpr> q = weightExpr(dequant.getInput());
     std::optional<WeightExpr> s = weightExpr(dequant.getScaleInv());
@@ -274,8 +286,9 @@ static std::string exprKey(const WeightExpr &expr) {
   switch (expr.kind) {
   case WeightExpr::Param:
     return expr.name;
-  case WeightExpr::Stack: {
-    std::string key = "stack(";
+  case WeightExpr::Stack:
+  case WeightExpr::Concat: {
+    std::string key = expr.kind == WeightExpr::Stack ? "stack(" : "concat(";
     for (const WeightExpr &child : expr.operands)
       key += exprKey(child) + ",";
     return key + ")";
@@ -292,7 +305,7 @@ static std::string exprKey(const WeightExpr &expr) {
 
 // "a.experts.0.b", "a.experts.1.b", ... -> "a.experts.*.b"
 static std::string displayName(const WeightExpr &expr) {
-  if (expr.kind != WeightExpr::Stack)
+  if (expr.kind != WeightExpr::Stack && expr.kind != WeightExpr::Concat)
     return exprKey(expr);
   std::string first = displayName(expr.operands.front());
   std::string last = displayName(expr.operands.back());
@@ -476,8 +489,8 @@ llvm::Error Planner::planOp(Operation *op) {
   // Weights: compile-time expressions, bound on first use.
   if (isa<moe::ParamOp, moe::StackOp, moe::DequantizeFp8Op>(op))
     return llvm::Error::success();
-  if (auto slice = dyn_cast<tensor::ExtractSliceOp>(op);
-      slice && weightExpr(slice.getResult()))
+  if (isa<tensor::ExtractSliceOp, tensor::ConcatOp>(op) &&
+      weightExpr(op->getResult(0)))
     return llvm::Error::success();
   auto w = [&](Value value) { return weight(value); };
 
