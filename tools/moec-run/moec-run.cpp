@@ -311,6 +311,7 @@ int main(int argc, char **argv) {
     logits = moec_session_logits(session);
   }
   std::printf("\n");
+  std::fflush(stdout); // the ids line ends before the stats on stderr
 
   if (!options.dumpPrefillLogits.empty())
     writeNpy(options.dumpPrefillLogits, prefillLogits,
