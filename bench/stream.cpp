@@ -25,9 +25,9 @@ template <typename Body> double bestSeconds(int threads, Body body) {
       pool.emplace_back(body, t);
     for (std::thread &th : pool)
       th.join();
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                             start)
-                   .count();
+    double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
     best = std::min(best, s);
   }
   return best;

@@ -20,8 +20,9 @@ namespace mlir::moe {
 #include "moe/Transforms/Passes.h.inc"
 
 /// The moe-to-moe optimization pipeline `moec compile` runs after import, in
-/// order: canonicalize, --moe-fuse-norms, --moe-fuse-qkv, cse. Later fusion passes (attention,
-/// experts) slot in here. Also registered as `--moe-optimize`.
+/// order: canonicalize, --moe-fuse-norms, --moe-fuse-qkv, cse. Later fusion
+/// passes (attention, experts) slot in here. Also registered as
+/// `--moe-optimize`.
 void buildMoeOptimizationPipeline(OpPassManager &pm);
 
 /// Registers the passes and the `moe-optimize` pipeline.
