@@ -14,6 +14,7 @@
 #include "moec/Frontend/SafeTensors.h"
 #include "moec/InitAll.h"
 #include "moec/Support/Format.h"
+#include "moec/Tokenizer/Tokenizer.h"
 
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/MLIRContext.h"
@@ -45,12 +46,17 @@ cl::SubCommand inspectCommand(
     "inspect", "Describe a checkpoint directory (config, layers, weight "
                "table) or a .moec artifact (header, weights, kernels, plan)");
 
+cl::SubCommand tokenizeCommand(
+    "tokenize", "Tokenize stdin (all bytes, nothing stripped) with a "
+                "tokenizer.json or a checkpoint directory's; prints the ids");
+
 cl::OptionCategory moecCategory("moec options");
 
 cl::opt<std::string> inputPath(cl::Positional, cl::Required,
                                cl::desc("<checkpoint directory>"),
                                cl::sub(importCommand), cl::sub(compileCommand),
-                               cl::sub(inspectCommand), cl::cat(moecCategory));
+                               cl::sub(inspectCommand),
+                               cl::sub(tokenizeCommand), cl::cat(moecCategory));
 
 cl::opt<std::string> outputPath("o", cl::desc("Output file ('-' for stdout)"),
                                 cl::value_desc("file"), cl::init("-"),
@@ -69,6 +75,16 @@ cl::opt<bool> importSummary(
     cl::desc("Print a per-layer table (attention, experts, parameters, "
              "active parameters per token) instead of the module"),
     cl::sub(importCommand), cl::cat(moecCategory));
+
+cl::opt<bool> addSpecial(
+    "add-special",
+    cl::desc("Add the special tokens the tokenizer's post-processor or "
+             "tokenizer_config.json asks for (e.g. BOS)"),
+    cl::sub(tokenizeCommand), cl::cat(moecCategory));
+cl::opt<bool> decodeIds("decode",
+                        cl::desc("Read whitespace-separated ids from stdin "
+                                 "and print their text"),
+                        cl::sub(tokenizeCommand), cl::cat(moecCategory));
 
 cl::opt<bool>
     verifyChecksums("verify",
@@ -416,6 +432,47 @@ int runCompile(mlir::MLIRContext &context) {
   return 0;
 }
 
+int runTokenize() {
+  if (StringRef(inputPath).ends_with(".moec"))
+    fail(inputPath + ": artifacts do not embed the tokenizer yet; pass the "
+                     "checkpoint directory or its tokenizer.json");
+  std::string error;
+  std::unique_ptr<moec::tokenizer::Tokenizer> tokenizer =
+      moec::tokenizer::Tokenizer::loadFile(inputPath, error);
+  if (!tokenizer)
+    fail(error);
+  ErrorOr<std::unique_ptr<MemoryBuffer>> input = MemoryBuffer::getSTDIN();
+  if (!input)
+    fail("stdin: " + input.getError().message());
+  StringRef text = (*input)->getBuffer();
+  if (decodeIds) {
+    std::vector<moec::tokenizer::TokenId> ids;
+    SmallVector<StringRef> words;
+    text.split(words, ' ', -1, /*KeepEmpty=*/false);
+    for (StringRef chunk : words) {
+      SmallVector<StringRef> parts;
+      chunk.split(parts, '\n', -1, false);
+      for (StringRef word : parts) {
+        word = word.trim();
+        uint64_t id;
+        if (word.empty())
+          continue;
+        if (word.getAsInteger(10, id) || id >= tokenizer->vocabSize())
+          fail("--decode: '" + word + "' is not a token id of " + inputPath);
+        ids.push_back(static_cast<moec::tokenizer::TokenId>(id));
+      }
+    }
+    outs() << tokenizer->decode(ids);
+    return 0;
+  }
+  std::vector<moec::tokenizer::TokenId> ids =
+      tokenizer->encode(text.str(), addSpecial);
+  for (size_t i = 0; i < ids.size(); ++i)
+    outs() << (i ? " " : "") << ids[i];
+  outs() << "\n";
+  return 0;
+}
+
 int runInspect() {
   failOn(moec::inspectPath(inputPath, outs(), verifyChecksums));
   return 0;
@@ -433,6 +490,7 @@ int main(int argc, char **argv) {
       "  moec compile ./ckpt -o m.moec      a CPU artifact for this machine\n"
       "  moec compile ./ckpt --emit=moe -o m.mlir --print-ir-after-all\n"
       "  moec inspect ./ckpt | m.moec       config, weights, kernels, plan\n"
+      "  moec tokenize ./ckpt < text.txt    token ids of stdin\n"
       "  moec-run m.moec --prompt-tokens 3,17,250 -n 16\n");
 
   mlir::DialectRegistry registry;
@@ -446,7 +504,10 @@ int main(int argc, char **argv) {
     return runCompile(context);
   if (inspectCommand)
     return runInspect();
-  errs() << "moec: missing subcommand (import, compile or inspect); see "
+  if (tokenizeCommand)
+    return runTokenize();
+  errs() << "moec: missing subcommand (import, compile, inspect or "
+            "tokenize); see "
             "'moec --help'\n";
   return 1;
 }
