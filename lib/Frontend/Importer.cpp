@@ -674,6 +674,36 @@ Expected<OwningOpRef<ModuleOp>> Importer::run(StringRef directory) {
 
 } // namespace
 
+// moe.rope carries YaRN's inputs and its lowering derives the rest the way
+// transformers does by default; configs that override those derivations
+// are rejected rather than computed differently.
+static Error checkRopeRepresentable(const ModelConfig &config,
+                                    StringRef directory) {
+  const RopeConfig &rope = config.rope;
+  if (rope.type != RopeType::Yarn)
+    return Error::success();
+  auto fail = [&](const llvm::Twine &what) {
+    return llvm::createStringError(directory + "/config.json: " + what +
+                                   " is not supported yet");
+  };
+  if (!rope.truncate)
+    return fail("rope_parameters.truncate = false");
+  auto mscale = [](double scale, double m) {
+    return scale <= 1.0 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
+  };
+  double factor = rope.factor.value_or(1.0);
+  double derived =
+      rope.mscale.value_or(0.0) != 0.0 && rope.mscaleAllDim.value_or(0.0) != 0.0
+          ? mscale(factor, *rope.mscale) / mscale(factor, *rope.mscaleAllDim)
+          : mscale(factor, 1.0);
+  if (std::abs(derived - rope.attentionFactor) > 1e-12)
+    return fail(formatv("rope_parameters.attention_factor = {0} (different "
+                        "from the {1} derived from factor/mscale)",
+                        rope.attentionFactor, derived)
+                    .str());
+  return Error::success();
+}
+
 Expected<OwningOpRef<ModuleOp>> importCheckpoint(MLIRContext &context,
                                                  StringRef directory,
                                                  const ImportOptions &options) {
@@ -684,6 +714,8 @@ Expected<OwningOpRef<ModuleOp>> importCheckpoint(MLIRContext &context,
   Expected<ModelConfig> config = ModelConfig::fromDirectory(directory);
   if (!config)
     return config.takeError();
+  if (Error unsupported = checkRopeRepresentable(*config, directory))
+    return std::move(unsupported);
   Expected<SafeTensorsCheckpoint> checkpoint =
       SafeTensorsCheckpoint::open(directory);
   if (!checkpoint)
