@@ -100,6 +100,13 @@ void moec_model_free(moec_model_t *model);
  * as the model. */
 const char *moec_model_type(const moec_model_t *model); /* "deepseek_v3" */
 int64_t moec_model_vocab_size(const moec_model_t *model);
+/* The checkpoint's tokenizer.json / tokenizer_config.json embedded by the
+ * compiler, NUL-terminated, with their byte size in |*out_size| (may be
+ * NULL); NULL (size 0) when the artifact has none. */
+const char *moec_model_tokenizer_json(const moec_model_t *model,
+                                      size_t *out_size);
+const char *moec_model_tokenizer_config_json(const moec_model_t *model,
+                                             size_t *out_size);
 int64_t moec_model_max_seq_len(const moec_model_t *model);  /* KV capacity */
 int64_t moec_model_bos_token_id(const moec_model_t *model); /* -1: none */
 /* The end-of-sequence ids: returns their count and points |*out_ids| at

@@ -240,7 +240,13 @@ ArtifactBuilder::buildTable(ArrayRef<uint64_t> blobOffsets) const {
       modelInfo.hiddenSize, modelInfo.numLayers, modelInfo.maxSeqLen,
       modelInfo.bosTokenId, fbb.CreateVector(modelInfo.eosTokenIds),
       static_cast<fb::DType>(modelInfo.computeDType),
-      fbb.CreateString(modelInfo.configJson));
+      fbb.CreateString(modelInfo.configJson),
+      modelInfo.tokenizerJson.empty()
+          ? 0
+          : fbb.CreateString(modelInfo.tokenizerJson),
+      modelInfo.tokenizerConfigJson.empty()
+          ? 0
+          : fbb.CreateString(modelInfo.tokenizerConfigJson));
 
   std::vector<flatbuffers::Offset<fb::Weight>> weightTables;
   weightTables.reserve(weights.size());

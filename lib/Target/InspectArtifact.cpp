@@ -78,6 +78,15 @@ void printModel(const fb::ModelInfo &model, raw_ostream &os) {
   os << "]\n";
   os << formatv("  config.json    {0} bytes\n",
                 model.config_json() ? model.config_json()->size() : 0);
+  if (model.tokenizer_json())
+    os << formatv("  tokenizer      tokenizer.json {0} bytes, "
+                  "tokenizer_config.json {1} bytes\n",
+                  model.tokenizer_json()->size(),
+                  model.tokenizer_config_json()
+                      ? model.tokenizer_config_json()->size()
+                      : 0);
+  else
+    os << "  tokenizer      none (token ids only)\n";
 }
 
 void printWeights(const runtime::ArtifactFile &file, raw_ostream &os) {

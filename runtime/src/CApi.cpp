@@ -116,6 +116,22 @@ MOEC_EXPORT const char *moec_model_type(const moec_model_t *model) {
   return type ? type->c_str() : "";
 }
 
+MOEC_EXPORT const char *moec_model_tokenizer_json(const moec_model_t *model,
+                                                  size_t *out_size) {
+  const auto *json = model->info().tokenizer_json();
+  if (out_size)
+    *out_size = json ? json->size() : 0;
+  return json ? json->c_str() : nullptr;
+}
+
+MOEC_EXPORT const char *
+moec_model_tokenizer_config_json(const moec_model_t *model, size_t *out_size) {
+  const auto *json = model->info().tokenizer_config_json();
+  if (out_size)
+    *out_size = json ? json->size() : 0;
+  return json ? json->c_str() : nullptr;
+}
+
 MOEC_EXPORT int64_t moec_model_vocab_size(const moec_model_t *model) {
   return model->vocabSize();
 }

@@ -15,6 +15,7 @@
 #include "moec/InitAll.h"
 #include "moec/Support/Format.h"
 #include "moec/Tokenizer/Tokenizer.h"
+#include "moec/runtime.h"
 
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/MLIRContext.h"
@@ -403,11 +404,23 @@ int runCompile(mlir::MLIRContext &context) {
       moec::SafeTensorsCheckpoint::open(inputPath);
   if (!checkpoint)
     fail(toString(checkpoint.takeError()));
+  // The tokenizer travels in the artifact when the checkpoint has one.
+  auto readOptional = [&](StringRef name) {
+    SmallString<256> path(inputPath);
+    sys::path::append(path, name);
+    auto buffer = MemoryBuffer::getFile(path);
+    return buffer ? (*buffer)->getBuffer().str() : std::string();
+  };
+  std::string tokenizerJson = readOptional("tokenizer.json");
+  std::string tokenizerConfigJson = tokenizerJson.empty()
+                                        ? std::string()
+                                        : readOptional("tokenizer_config.json");
   failOn(moec::cpu::writeCpuArtifact(
       *program, *config, (*configText)->getBuffer(), *checkpoint, outputPath,
       [&](uint64_t written, uint64_t total) {
         progress.weights(written, total);
-      }));
+      },
+      tokenizerJson, tokenizerConfigJson));
   progress.phase("weights");
   if (!quiet) {
     uint64_t weightBytes = 0, parameters = 0, kvBytesPerToken = 0;
@@ -433,12 +446,27 @@ int runCompile(mlir::MLIRContext &context) {
 }
 
 int runTokenize() {
-  if (StringRef(inputPath).ends_with(".moec"))
-    fail(inputPath + ": artifacts do not embed the tokenizer yet; pass the "
-                     "checkpoint directory or its tokenizer.json");
   std::string error;
-  std::unique_ptr<moec::tokenizer::Tokenizer> tokenizer =
-      moec::tokenizer::Tokenizer::loadFile(inputPath, error);
+  std::unique_ptr<moec::tokenizer::Tokenizer> tokenizer;
+  if (StringRef(inputPath).ends_with(".moec")) {
+    // The tokenizer the compiler embedded from the checkpoint.
+    moec_model_t *model = nullptr;
+    if (moec_model_load(inputPath.c_str(), nullptr, &model) != MOEC_OK)
+      fail(moec_last_error());
+    size_t size = 0, configSize = 0;
+    const char *json = moec_model_tokenizer_json(model, &size);
+    const char *config = moec_model_tokenizer_config_json(model, &configSize);
+    if (json)
+      tokenizer = moec::tokenizer::Tokenizer::loadFromJson(
+          std::string_view(json, size), inputPath, error,
+          std::string_view(config ? config : "", configSize));
+    moec_model_free(model);
+    if (!json)
+      fail(inputPath + ": the artifact has no tokenizer (its checkpoint "
+                       "had no tokenizer.json)");
+  } else {
+    tokenizer = moec::tokenizer::Tokenizer::loadFile(inputPath, error);
+  }
   if (!tokenizer)
     fail(error);
   ErrorOr<std::unique_ptr<MemoryBuffer>> input = MemoryBuffer::getSTDIN();

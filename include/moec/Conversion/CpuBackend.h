@@ -134,7 +134,9 @@ llvm::Error writeCpuArtifact(const CpuProgram &program,
                              llvm::StringRef configJson,
                              const SafeTensorsCheckpoint &checkpoint,
                              llvm::StringRef outputPath,
-                             const WeightProgress &progress = {});
+                             const WeightProgress &progress = {},
+                             llvm::StringRef tokenizerJson = {},
+                             llvm::StringRef tokenizerConfigJson = {});
 
 } // namespace cpu
 } // namespace moec

@@ -73,6 +73,9 @@ struct ArtifactModelInfo {
   std::vector<int64_t> eosTokenIds;
   ArtifactDType computeDType = ArtifactDType::F32;
   std::string configJson; // the checkpoint's config.json, verbatim
+  /// The checkpoint's tokenizer files, verbatim; empty: none embedded.
+  std::string tokenizerJson;
+  std::string tokenizerConfigJson;
 };
 
 /// Where one kernel argument points (the schema's Binding). Use the

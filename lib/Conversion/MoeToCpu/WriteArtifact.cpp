@@ -31,12 +31,11 @@ static ArtifactBinding toArtifact(const PlannedBinding &binding) {
   return ArtifactBinding::tokenIds();
 }
 
-llvm::Error writeCpuArtifact(const CpuProgram &program,
-                             const ModelConfig &config,
-                             llvm::StringRef configJson,
-                             const SafeTensorsCheckpoint &checkpoint,
-                             llvm::StringRef outputPath,
-                             const WeightProgress &progress) {
+llvm::Error writeCpuArtifact(
+    const CpuProgram &program, const ModelConfig &config,
+    llvm::StringRef configJson, const SafeTensorsCheckpoint &checkpoint,
+    llvm::StringRef outputPath, const WeightProgress &progress,
+    llvm::StringRef tokenizerJson, llvm::StringRef tokenizerConfigJson) {
   llvm::Expected<std::unique_ptr<ArtifactBuilder>> created =
       ArtifactBuilder::create(outputPath);
   if (!created)
@@ -56,6 +55,8 @@ llvm::Error writeCpuArtifact(const CpuProgram &program,
                            [](const PlannedWeight &w) { return w.isBf16; });
   info.computeDType = bf16 ? ArtifactDType::BF16 : ArtifactDType::F32;
   info.configJson = configJson.str();
+  info.tokenizerJson = tokenizerJson.str();
+  info.tokenizerConfigJson = tokenizerConfigJson.str();
   builder.setModelInfo(std::move(info));
 
   // Weight indices are the plan's: added in order.
