@@ -1,6 +1,7 @@
 //===- Json.cpp - Minimal JSON reader -------------------------------------===//
 
 #include "Json.h"
+#include "Unicode.h"
 
 #include <cstdlib>
 
@@ -16,24 +17,6 @@ const Value *Value::get(std::string_view key) const {
 }
 
 namespace {
-
-void appendUtf8(std::string &out, char32_t cp) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xC0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += char(0xE0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  } else {
-    out += char(0xF0 | (cp >> 18));
-    out += char(0x80 | ((cp >> 12) & 0x3F));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  }
-}
 
 class Parser {
 public:
@@ -195,7 +178,7 @@ private:
           else
             return fail("unpaired surrogate in \\u escape");
         }
-        appendUtf8(out, cp);
+        unicode::appendUtf8(out, cp);
         break;
       }
       default:
