@@ -477,61 +477,89 @@ unsigned KernelLibrary::sigmoidGate(int64_t hidden) {
 
 // Work: output features N (each reads its weight row once for all tokens).
 // y[t, n] = x[t, :] . w[n, :] (+ bias[n])
+// The loop nest shared by the projection kernels: for each output feature
+// `feature` in [begin, end) (weight row offset %wo = feature * $STRIDE), the
+// tokens in blocks of four (one weight load feeds four dot products of
+// `input`), then the remaining tokens one by one. Each `dots` entry names
+// the f32 value (%<name>) computed against weight binding `weight`;
+// `store` uses them and %t.
+static std::string
+projectionLoops(const std::string &feature, const char *input,
+                llvm::ArrayRef<std::pair<std::string, std::string>> dots,
+                const std::string &preamble, const std::string &store) {
+  std::string block, selects, tail;
+  for (const auto &[name, weightBinding] : dots) {
+    block += subst(
+        R"(        %q$N:4 = func.call $DOT4($IN, %o0, %o1, %o2, %o3, $WB, %wo) : (memref<?xf32>, index, index, index, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
+)",
+        {{"N", name}, {"IN", input}, {"WB", weightBinding}});
+    selects +=
+        subst(R"(          %$N01 = arith.select %is1, %q$N#1, %q$N#0 : f32
+          %$N012 = arith.select %is2, %q$N#2, %$N01 : f32
+          %$N = arith.select %is3, %q$N#3, %$N012 : f32
+)",
+              {{"N", name}});
+    tail += subst(
+        R"(        %$N = func.call $DOT($IN, %xo, $WB, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+)",
+        {{"N", name}, {"IN", input}, {"WB", weightBinding}});
+  }
+  return R"(    %c2 = arith.constant 2 : index
+    %c3 = arith.constant 3 : index
+    %c4 = arith.constant 4 : index
+    %T4 = arith.divui %T, %c4 : index
+    %tb = arith.muli %T4, %c4 : index
+    scf.for %)" +
+         feature + R"( = %begin to %end step %c1 {
+      %wo = arith.muli %)" +
+         feature + R"(, $STRIDE : index
+)" + preamble +
+         R"(      scf.for %t0 = %c0 to %tb step %c4 {
+        %t1 = arith.addi %t0, %c1 : index
+        %t2 = arith.addi %t0, %c2 : index
+        %t3 = arith.addi %t0, %c3 : index
+        %o0 = arith.muli %t0, $STRIDE : index
+        %o1 = arith.muli %t1, $STRIDE : index
+        %o2 = arith.muli %t2, $STRIDE : index
+        %o3 = arith.muli %t3, $STRIDE : index
+)" + block +
+         R"(        scf.for %j = %c0 to %c4 step %c1 {
+          %t = arith.addi %t0, %j : index
+          %is1 = arith.cmpi eq, %j, %c1 : index
+          %is2 = arith.cmpi eq, %j, %c2 : index
+          %is3 = arith.cmpi eq, %j, %c3 : index
+)" + selects +
+         store + R"(        }
+      }
+      scf.for %t = %tb to %T step %c1 {
+        %xo = arith.muli %t, $STRIDE : index
+)" + tail +
+         store + R"(      }
+    }
+)";
+}
+
 // Work: output features N (each reads its weight row once for all tokens,
 // four tokens per weight load). y[t, n] = x[t, :] . w[n, :] (+ bias[n])
 unsigned KernelLibrary::linear(Elt weight, int64_t in, int64_t out, bool bias) {
-  std::string dotName = dot(weight, in);
-  std::string dot4Name = dot4(weight, in);
   std::string store = R"(        %y = arith.addf %d, %bias : f32
         %tn = arith.muli %t, %N : index
         %yo = arith.addi %tn, %n : index
         memref.store %y, %b$OUT[%yo] : memref<?xf32>
 )";
+  std::string preamble = bias ? "      %bias = memref.load %b2[%n] : "
+                                "memref<?xf32>\n"
+                              : "      %bias = arith.addf %f0, %f0 : f32\n";
   std::string body = R"(    %K = arith.constant $K : index
     %N = arith.constant $N : index
-    %c2 = arith.constant 2 : index
-    %c3 = arith.constant 3 : index
-    %c4 = arith.constant 4 : index
-    %T4 = arith.divui %T, %c4 : index
-    %tb = arith.muli %T4, %c4 : index
-    scf.for %n = %begin to %end step %c1 {
-      %wo = arith.muli %n, %K : index
-      $BIASLOAD
-      scf.for %t0 = %c0 to %tb step %c4 {
-        %t1 = arith.addi %t0, %c1 : index
-        %t2 = arith.addi %t0, %c2 : index
-        %t3 = arith.addi %t0, %c3 : index
-        %o0 = arith.muli %t0, %K : index
-        %o1 = arith.muli %t1, %K : index
-        %o2 = arith.muli %t2, %K : index
-        %o3 = arith.muli %t3, %K : index
-        %q:4 = func.call $DOT4(%b0, %o0, %o1, %o2, %o3, %b1, %wo) : (memref<?xf32>, index, index, index, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
-        scf.for %j = %c0 to %c4 step %c1 {
-          %t = arith.addi %t0, %j : index
-          %is1 = arith.cmpi eq, %j, %c1 : index
-          %is2 = arith.cmpi eq, %j, %c2 : index
-          %is3 = arith.cmpi eq, %j, %c3 : index
-          %v01 = arith.select %is1, %q#1, %q#0 : f32
-          %v012 = arith.select %is2, %q#2, %v01 : f32
-          %d = arith.select %is3, %q#3, %v012 : f32
-)" + store + R"(        }
-      }
-      scf.for %t = %tb to %T step %c1 {
-        %xo = arith.muli %t, %K : index
-        %d = func.call $DOT(%b0, %xo, %b1, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
-)" + store + R"(      }
-    }
-)";
-  body =
-      subst(body, {{"K", num(in)},
-                   {"N", num(out)},
-                   {"DOT4", dot4Name},
-                   {"DOT", dotName},
-                   {"W", eltName(weight)},
-                   {"OUT", bias ? "3" : "2"},
-                   {"BIASLOAD", bias ? "%bias = memref.load %b2[%n] "
-                                       ": memref<?xf32>"
-                                     : "%bias = arith.addf %f0, %f0 : f32"}});
+)" + projectionLoops("n", "%b0", {{"d", "%b1"}}, preamble, store);
+  body = subst(body, {{"K", num(in)},
+                      {"N", num(out)},
+                      {"STRIDE", "%K"},
+                      {"DOT4", dot4(weight, in)},
+                      {"DOT", dot(weight, in)},
+                      {"W", eltName(weight)},
+                      {"OUT", bias ? "3" : "2"}});
   if (bias)
     return add(body, {Elt::F32, weight, Elt::F32, Elt::F32}, body);
   return add(body, {Elt::F32, weight, Elt::F32}, body);
@@ -539,9 +567,6 @@ unsigned KernelLibrary::linear(Elt weight, int64_t in, int64_t out, bool bias) {
 
 // Work: intermediate features I. h[t, i] = silu(x.g[i]) * (x.u[i])
 unsigned KernelLibrary::gateUp(Elt weight, int64_t hidden, int64_t inter) {
-  std::string dotName = dot(weight, hidden);
-  std::string dot4Name = dot4(weight, hidden);
-  // h[t, i] from the gate and up dot products %g, %u of token %t.
   std::string store = R"(        %a = func.call @silu(%g) : (f32) -> f32
         %h = arith.mulf %a, %u : f32
         %ti = arith.muli %t, %I : index
@@ -550,47 +575,12 @@ unsigned KernelLibrary::gateUp(Elt weight, int64_t hidden, int64_t inter) {
 )";
   std::string body = R"(    %H = arith.constant $H : index
     %I = arith.constant $I : index
-    %c2 = arith.constant 2 : index
-    %c3 = arith.constant 3 : index
-    %c4 = arith.constant 4 : index
-    %T4 = arith.divui %T, %c4 : index
-    %tb = arith.muli %T4, %c4 : index
-    scf.for %i = %begin to %end step %c1 {
-      %wo = arith.muli %i, %H : index
-      scf.for %t0 = %c0 to %tb step %c4 {
-        %t1 = arith.addi %t0, %c1 : index
-        %t2 = arith.addi %t0, %c2 : index
-        %t3 = arith.addi %t0, %c3 : index
-        %o0 = arith.muli %t0, %H : index
-        %o1 = arith.muli %t1, %H : index
-        %o2 = arith.muli %t2, %H : index
-        %o3 = arith.muli %t3, %H : index
-        %qg:4 = func.call $DOT4(%b0, %o0, %o1, %o2, %o3, %b1, %wo) : (memref<?xf32>, index, index, index, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
-        %qu:4 = func.call $DOT4(%b0, %o0, %o1, %o2, %o3, %b2, %wo) : (memref<?xf32>, index, index, index, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
-        scf.for %j = %c0 to %c4 step %c1 {
-          %t = arith.addi %t0, %j : index
-          %is1 = arith.cmpi eq, %j, %c1 : index
-          %is2 = arith.cmpi eq, %j, %c2 : index
-          %is3 = arith.cmpi eq, %j, %c3 : index
-          %g01 = arith.select %is1, %qg#1, %qg#0 : f32
-          %g012 = arith.select %is2, %qg#2, %g01 : f32
-          %g = arith.select %is3, %qg#3, %g012 : f32
-          %u01 = arith.select %is1, %qu#1, %qu#0 : f32
-          %u012 = arith.select %is2, %qu#2, %u01 : f32
-          %u = arith.select %is3, %qu#3, %u012 : f32
-)" + store + R"(        }
-      }
-      scf.for %t = %tb to %T step %c1 {
-        %xo = arith.muli %t, %H : index
-        %g = func.call $DOT(%b0, %xo, %b1, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
-        %u = func.call $DOT(%b0, %xo, %b2, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
-)" + store + R"(      }
-    }
-)";
+)" + projectionLoops("i", "%b0", {{"g", "%b1"}, {"u", "%b2"}}, "", store);
   body = subst(body, {{"H", num(hidden)},
                       {"I", num(inter)},
-                      {"DOT", dotName},
-                      {"DOT4", dot4Name},
+                      {"STRIDE", "%H"},
+                      {"DOT4", dot4(weight, hidden)},
+                      {"DOT", dot(weight, hidden)},
                       {"W", eltName(weight)}});
   return add(body, {Elt::F32, weight, weight, Elt::F32}, body);
 }
