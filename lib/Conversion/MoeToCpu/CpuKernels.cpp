@@ -145,6 +145,18 @@ $EXT8    return %r : vector<8xf32>
     }
     return %s : f32
   }
+  // dst[do : do + n] = src[so : so + n]
+  func.func private @copy(%src: memref<?xf32>, %so: index, %dst: memref<?xf32>, %do: index, %n: index) $INTERNAL {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    scf.for %i = %c0 to %n step %c1 {
+      %s = arith.addi %so, %i : index
+      %d = arith.addi %do, %i : index
+      %v = memref.load %src[%s] : memref<?xf32>
+      memref.store %v, %dst[%d] : memref<?xf32>
+    }
+    return
+  }
 )";
   for (const auto &entry : helperText)
     text += entry.second;
@@ -928,20 +940,10 @@ unsigned KernelLibrary::kvWrite(int64_t kvHeads, int64_t keyDim,
       %row = arith.addi %posH, %item : index
       %ks = arith.muli %item, %DK : index
       %kd = arith.muli %row, %DK : index
-      scf.for %i = %c0 to %DK step %c1 {
-        %s = arith.addi %ks, %i : index
-        %d = arith.addi %kd, %i : index
-        %v = memref.load %b0[%s] : memref<?xf32>
-        memref.store %v, %b2[%d] : memref<?xf32>
-      }
+      func.call @copy(%b0, %ks, %b2, %kd, %DK) : (memref<?xf32>, index, memref<?xf32>, index, index) -> ()
       %vs = arith.muli %item, %DV : index
       %vd = arith.muli %row, %DV : index
-      scf.for %i = %c0 to %DV step %c1 {
-        %s = arith.addi %vs, %i : index
-        %d = arith.addi %vd, %i : index
-        %v = memref.load %b1[%s] : memref<?xf32>
-        memref.store %v, %b3[%d] : memref<?xf32>
-      }
+      func.call @copy(%b1, %vs, %b3, %vd, %DV) : (memref<?xf32>, index, memref<?xf32>, index, index) -> ()
     }
 )",
             {{"H", num(kvHeads)}, {"DK", num(keyDim)}, {"DV", num(valueDim)}});
@@ -1026,12 +1028,7 @@ unsigned KernelLibrary::sliceColumns(int64_t inRow, int64_t offset,
       %ri = arith.muli %r, %IN : index
       %si = arith.addi %ri, %OFF : index
       %di = arith.muli %r, %N : index
-      scf.for %i = %c0 to %N step %c1 {
-        %s = arith.addi %si, %i : index
-        %d = arith.addi %di, %i : index
-        %v = memref.load %b0[%s] : memref<?xf32>
-        memref.store %v, %b1[%d] : memref<?xf32>
-      }
+      func.call @copy(%b0, %si, %b1, %di, %N) : (memref<?xf32>, index, memref<?xf32>, index, index) -> ()
     }
 )",
             {{"IN", num(inRow)}, {"OFF", num(offset)}, {"N", num(size)}});
@@ -1048,19 +1045,9 @@ unsigned KernelLibrary::concatColumns(int64_t aRow, int64_t bRow) {
       %ao = arith.muli %r, %A : index
       %bo = arith.muli %r, %B : index
       %oo = arith.muli %r, %AB : index
-      scf.for %i = %c0 to %A step %c1 {
-        %s = arith.addi %ao, %i : index
-        %d = arith.addi %oo, %i : index
-        %v = memref.load %b0[%s] : memref<?xf32>
-        memref.store %v, %b2[%d] : memref<?xf32>
-      }
+      func.call @copy(%b0, %ao, %b2, %oo, %A) : (memref<?xf32>, index, memref<?xf32>, index, index) -> ()
       %ob = arith.addi %oo, %A : index
-      scf.for %i = %c0 to %B step %c1 {
-        %s = arith.addi %bo, %i : index
-        %d = arith.addi %ob, %i : index
-        %v = memref.load %b1[%s] : memref<?xf32>
-        memref.store %v, %b2[%d] : memref<?xf32>
-      }
+      func.call @copy(%b1, %bo, %b2, %ob, %B) : (memref<?xf32>, index, memref<?xf32>, index, index) -> ()
     }
 )",
             {{"A", num(aRow)}, {"B", num(bRow)}, {"AB", num(aRow + bRow)}});
@@ -1075,12 +1062,7 @@ unsigned KernelLibrary::broadcastRows(int64_t heads, int64_t row) {
       %t = arith.divui %item, %H : index
       %so = arith.muli %t, %R : index
       %do = arith.muli %item, %R : index
-      scf.for %i = %c0 to %R step %c1 {
-        %s = arith.addi %so, %i : index
-        %d = arith.addi %do, %i : index
-        %v = memref.load %b0[%s] : memref<?xf32>
-        memref.store %v, %b1[%d] : memref<?xf32>
-      }
+      func.call @copy(%b0, %so, %b1, %do, %R) : (memref<?xf32>, index, memref<?xf32>, index, index) -> ()
     }
 )",
                            {{"H", num(heads)}, {"R", num(row)}});
