@@ -18,7 +18,7 @@ namespace moec::artifact {
 /// The first 8 bytes of every artifact.
 inline constexpr char kMagic[8] = {'M', 'O', 'E', 'C', 'A', 'R', 'T', '\0'};
 inline constexpr uint16_t kVersionMajor = 1;
-inline constexpr uint16_t kVersionMinor = 0;
+inline constexpr uint16_t kVersionMinor = 1;
 
 inline constexpr uint64_t kHeaderSize = 64;
 /// Start of the FlatBuffer: right after the header (64 keeps it aligned for
