@@ -25,3 +25,13 @@ llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     ["moec-opt", "moec"], [config.moec_tools_dir]
 )
+
+# CUDA code generation needs the toolkit's libdevice (and ptxas/fatbinary for
+# cubins); running CUDA artifacts needs a GPU and its driver.
+cuda_home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
+if os.path.exists(os.path.join(cuda_home, "nvvm", "libdevice", "libdevice.10.bc")):
+    config.available_features.add("cuda-toolkit")
+if os.access(os.path.join(cuda_home, "bin", "ptxas"), os.X_OK):
+    config.available_features.add("ptxas")
+if os.path.exists("/dev/nvidia0"):
+    config.available_features.add("cuda-device")

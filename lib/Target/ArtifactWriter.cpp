@@ -265,12 +265,16 @@ ArtifactBuilder::buildTable(ArrayRef<uint64_t> blobOffsets) const {
   std::vector<flatbuffers::Offset<fb::Executable>> executableTables;
   for (auto [record, offset] : llvm::zip(executables, blobOffsets)) {
     const ArtifactExecutable &description = record.description;
+    std::vector<fb::KernelLaunch> launches;
+    for (const ArtifactExecutable::Launch &launch : description.launches)
+      launches.emplace_back(launch.blockThreads, launch.itemsPerBlock);
     executableTables.push_back(fb::CreateExecutable(
         fbb, fbb.CreateString(description.target),
         fbb.CreateString(description.format),
         fbb.CreateString(description.cpuFeatures), offset, record.blob.size(),
         fbb.CreateVectorOfStrings(description.kernelNames),
-        fnv1a64(record.blob.data(), record.blob.size())));
+        fnv1a64(record.blob.data(), record.blob.size()),
+        launches.empty() ? 0 : fbb.CreateVectorOfStructs(launches)));
   }
 
   std::vector<flatbuffers::Offset<fb::EntryPoint>> entryTables;

@@ -156,8 +156,15 @@ void printExecutables(const runtime::ArtifactFile &file, raw_ostream &os) {
                   str(executable.cpu_features()), executable.blob_offset(),
                   executable.blob_size(), formatBytes(executable.blob_size()),
                   format_hex_no_prefix(executable.checksum(), 16));
-    for (auto [k, name] : llvm::enumerate(*executable.kernel_names()))
-      os << formatv("      kernel {0,3}  {1}\n", k, str(name));
+    const auto *launches = executable.launches();
+    for (auto [k, name] : llvm::enumerate(*executable.kernel_names())) {
+      os << formatv("      kernel {0,3}  {1}", k, str(name));
+      if (launches && k < launches->size())
+        os << formatv("  block {0} threads, {1} items/block",
+                      launches->Get(k)->block_threads(),
+                      launches->Get(k)->items_per_block());
+      os << "\n";
+    }
   }
 }
 

@@ -98,7 +98,7 @@ cl::opt<std::string> target("target",
                             cl::init("cpu"), cl::sub(compileCommand),
                             cl::cat(moecCategory));
 
-enum class EmitKind { Moe, Mlir, Llvm, Asm, Obj, Artifact };
+enum class EmitKind { Moe, Mlir, Llvm, Asm, Obj, Nvvm, Ptx, Cubin, Fatbin, Artifact };
 cl::opt<EmitKind> emit(
     "emit", cl::desc("Where compilation stops"), cl::init(EmitKind::Artifact),
     cl::values(
@@ -108,6 +108,12 @@ cl::opt<EmitKind> emit(
         clEnumValN(EmitKind::Llvm, "llvm", "the kernels as optimized LLVM IR"),
         clEnumValN(EmitKind::Asm, "asm", "the kernels as assembly"),
         clEnumValN(EmitKind::Obj, "obj", "the kernels as an object file"),
+        clEnumValN(EmitKind::Nvvm, "nvvm",
+                   "cuda: the kernels lowered to the NVVM/LLVM dialects"),
+        clEnumValN(EmitKind::Ptx, "ptx", "cuda: the kernels as PTX"),
+        clEnumValN(EmitKind::Cubin, "cubin", "cuda: the kernels as a cubin"),
+        clEnumValN(EmitKind::Fatbin, "fatbin",
+                   "cuda: the kernels as a fatbin (cubin + PTX)"),
         clEnumValN(EmitKind::Artifact, "artifact",
                    "a deployable .moec artifact")),
     cl::sub(compileCommand), cl::cat(moecCategory));
@@ -219,8 +225,13 @@ struct Target {
 Target parseTarget(StringRef spec) {
   if (spec == "cpu")
     return {Target::Cpu, ""};
-  if (spec == "cuda")
+  if (spec == "cuda") {
+    if (!quiet)
+      errs() << "moec: --target=cuda builds for sm_90 (Hopper; the PTX in "
+                "the artifact also runs on newer GPUs); name another with "
+                "--target=cuda:sm_XX\n";
     return {Target::Cuda, "sm_90"};
+  }
   if (StringRef chip = spec; chip.consume_front("cuda:")) {
     StringRef digits = chip;
     if (digits.consume_front("sm_") && !digits.empty() &&
@@ -308,10 +319,14 @@ private:
 int runCompile(mlir::MLIRContext &context) {
   Progress progress;
   Target parsed = parseTarget(target);
-  if (parsed.kind == Target::Cuda && emit != EmitKind::Moe)
-    fail("--target=cuda:" + parsed.chip +
-         ": the CUDA backend is not implemented yet; use --target=cpu, or "
-         "--emit=moe to stop after the moe passes");
+  bool cuda = parsed.kind == Target::Cuda;
+  if (cuda && (emit == EmitKind::Asm || emit == EmitKind::Obj ||
+               emit == EmitKind::Llvm))
+    fail("--emit=llvm/asm/obj are CPU outputs; for --target=cuda use --emit=ptx, "
+         "cubin, fatbin or nvvm");
+  if (!cuda && (emit == EmitKind::Ptx || emit == EmitKind::Cubin ||
+                emit == EmitKind::Fatbin || emit == EmitKind::Nvvm))
+    fail("--emit=ptx/cubin/fatbin/nvvm need --target=cuda");
   if (emit == EmitKind::Artifact && outputPath == "-")
     fail("-o is required with --emit=artifact");
   if (prefillChunk < 1)
@@ -363,6 +378,11 @@ int runCompile(mlir::MLIRContext &context) {
                                             : moec::cpu::WeightType::F32;
   options.prefillChunk = prefillChunk;
   options.cpu = cpu;
+  if (cuda) {
+    options.cudaChip = parsed.chip;
+    if (const char *home = getenv("CUDA_HOME"))
+      options.cudaToolkit = home;
+  }
   options.instrument = [&](mlir::PassManager &kernelPM) {
     instrument(kernelPM, "kernels-");
   };
@@ -375,22 +395,51 @@ int runCompile(mlir::MLIRContext &context) {
                 [&](raw_ostream &os) { os << program->kernelModule; });
     return 0;
   }
+  if (cuda) {
+    // A fatbin (cubin + PTX) when the toolkit can assemble, else PTX only:
+    // the driver JITs it at load.
+    bool assemble = moec::cpu::hasCudaAssembler(options.cudaToolkit);
+    moec::cpu::GpuEmit stage =
+        emit == EmitKind::Ptx     ? moec::cpu::GpuEmit::Ptx
+        : emit == EmitKind::Cubin ? moec::cpu::GpuEmit::Cubin
+        : emit == EmitKind::Nvvm  ? moec::cpu::GpuEmit::Nvvm
+        : emit == EmitKind::Fatbin || assemble ? moec::cpu::GpuEmit::Fatbin
+                                               : moec::cpu::GpuEmit::Ptx;
+    if (emit == EmitKind::Artifact && !assemble && !quiet)
+      errs() << "moec: note: no ptxas/fatbinary under " << options.cudaToolkit
+             << "/bin; the artifact holds PTX only (the driver compiles it "
+                "at load)\n";
+    Expected<std::string> binary =
+        moec::cpu::compileGpuKernels(program->kernelModule, options, stage);
+    if (!binary)
+      fail(toString(binary.takeError()));
+    if (emit != EmitKind::Artifact) {
+      writeOutput(outputPath, [&](raw_ostream &os) { os << *binary; });
+      return 0;
+    }
+    program->gpuFormat = stage == moec::cpu::GpuEmit::Fatbin ? "fatbin" : "ptx";
+    program->gpuBinary = std::move(*binary);
+    if (program->gpuFormat == "ptx")
+      program->gpuBinary.push_back('\0'); // cuModuleLoadData reads a C string
+  }
   moec::cpu::CpuEmit stage =
       emit == EmitKind::Llvm  ? moec::cpu::CpuEmit::LlvmIR
       : emit == EmitKind::Asm ? moec::cpu::CpuEmit::Assembly
       : emit == EmitKind::Obj ? moec::cpu::CpuEmit::Object
                               : moec::cpu::CpuEmit::SharedObject;
-  Expected<std::string> code =
-      moec::cpu::compileKernels(program->kernelModule, options, stage,
-                                &program->cpuName, &program->cpuFeatures);
-  if (!code)
-    fail(toString(code.takeError()));
-  if (emit != EmitKind::Artifact) {
-    writeOutput(outputPath, [&](raw_ostream &os) { os << *code; });
-    return 0;
+  if (!cuda) {
+    Expected<std::string> code =
+        moec::cpu::compileKernels(program->kernelModule, options, stage,
+                                  &program->cpuName, &program->cpuFeatures);
+    if (!code)
+      fail(toString(code.takeError()));
+    if (emit != EmitKind::Artifact) {
+      writeOutput(outputPath, [&](raw_ostream &os) { os << *code; });
+      return 0;
+    }
+    program->sharedObject = std::move(*code);
   }
   progress.phase("kernels");
-  program->sharedObject = std::move(*code);
   Expected<moec::ModelConfig> config =
       moec::ModelConfig::fromDirectory(inputPath);
   if (!config)

@@ -41,6 +41,10 @@ struct CpuOptions {
   int64_t prefillChunk = 256;
   /// LLVM CPU name ("native" = this machine, "x86-64-v3" = portable AVX2).
   std::string cpu = "native";
+  /// Non-empty: the kernels are for CUDA on this chip ("sm_90") instead of
+  /// the CPU, built with the toolkit at `cudaToolkit`.
+  std::string cudaChip;
+  std::string cudaToolkit = "/usr/local/cuda";
   /// Called on the pass manager that lowers the kernels to the LLVM dialect,
   /// so that the driver's IR printing, dumping and timing cover it too.
   std::function<void(mlir::PassManager &)> instrument;
@@ -100,6 +104,15 @@ struct CpuProgram {
   std::string kernelModule; // MLIR text of every kernel (for --emit=mlir)
   std::string sharedObject; // ELF shared object with the kernels
   std::string cpuName, cpuFeatures;
+  // CUDA (options.cudaChip set): the kernel module is a gpu.module; the
+  // binary is a fatbin, cubin or PTX and every kernel has a launch geometry.
+  std::string gpuTarget;  // "cuda:sm_90"
+  std::string gpuFormat;  // "fatbin", "cubin", "ptx"
+  std::string gpuBinary;
+  struct Launch {
+    unsigned blockThreads, itemsPerBlock;
+  };
+  std::vector<Launch> launches;
 };
 
 /// Plans the entry points of `module` (output of the moe optimization
@@ -115,6 +128,19 @@ llvm::Expected<std::string> compileKernels(const std::string &kernelModule,
                                            CpuEmit emit,
                                            std::string *cpuName = nullptr,
                                            std::string *cpuFeatures = nullptr);
+
+/// What the CUDA kernel compilation produces: the module lowered to the
+/// NVVM/LLVM dialects, PTX text, a cubin, or a fatbin (cubin + PTX).
+enum class GpuEmit { Nvvm, Ptx, Cubin, Fatbin };
+/// Lowers the `gpu.module` kernel module for `options.cudaChip`. Cubin and
+/// fatbin need the toolkit's ptxas/fatbinary; every form needs its libdevice.
+llvm::Expected<std::string> compileGpuKernels(const std::string &kernelModule,
+                                              const CpuOptions &options,
+                                              GpuEmit emit);
+
+/// True when the toolkit at `toolkit` has the ptxas and fatbinary that
+/// cubin and fatbin output need.
+bool hasCudaAssembler(llvm::StringRef toolkit);
 
 /// Streams weight `weight` in its planned element type, in row-major order,
 /// reading only the checkpoint tensors it needs, chunk by chunk.

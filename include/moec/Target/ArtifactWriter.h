@@ -144,10 +144,15 @@ struct ArtifactKvCache {
 /// Description of an executable blob (its bytes are passed separately).
 struct ArtifactExecutable {
   std::string target;      // "cpu", "cuda:sm_90"
-  std::string format;      // "elf-shared-object", "cubin", "ptx"
+  std::string format;      // "elf-shared-object", "fatbin", "cubin", "ptx"
   std::string cpuFeatures; // "+avx2,+fma" (cpu)
   /// extern "C" symbols the dispatches call, in kernel-index order.
   std::vector<std::string> kernelNames;
+  /// GPU executables: the launch geometry of each kernel, in the same order.
+  struct Launch {
+    uint32_t blockThreads, itemsPerBlock;
+  };
+  std::vector<Launch> launches;
 };
 
 class ArtifactBuilder {

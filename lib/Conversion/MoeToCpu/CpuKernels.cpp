@@ -79,11 +79,12 @@ constexpr const char *kInternal =
 
 unsigned KernelLibrary::add(const std::string &key,
                             llvm::ArrayRef<Elt> bindings,
-                            const std::string &body) {
+                            const std::string &body,
+                            const std::string &warpBody) {
   auto [it, inserted] = byKey.try_emplace(key, kernels.size());
   if (inserted)
     kernels.push_back({"k" + std::to_string(kernels.size()),
-                       llvm::SmallVector<Elt, 8>(bindings), body});
+                       llvm::SmallVector<Elt, 8>(bindings), body, warpBody});
   return it->second;
 }
 
@@ -94,7 +95,7 @@ std::vector<std::string> KernelLibrary::names() const {
   return result;
 }
 
-std::string KernelLibrary::helpers() const {
+std::string KernelLibrary::helpers(bool gpu) const {
   std::string text;
   for (const char *wt : {"f32", "bf16"}) {
     std::string ext = std::string(wt) == "f32"
@@ -160,6 +161,9 @@ $EXT8    return %r : vector<8xf32>
 )";
   for (const auto &entry : helperText)
     text += entry.second;
+  if (gpu)
+    for (const auto &entry : gpuHelperText)
+      text += entry.second;
   for (const std::string &global : globals)
     text += global;
   return subst(text, {{"INTERNAL", kInternal}});
@@ -301,25 +305,98 @@ std::string KernelLibrary::dot4(Elt weight, int64_t length) {
   return name;
 }
 
-std::string KernelLibrary::moduleText() const {
-  std::string text = "module {\n" + helpers();
-  for (const Kernel &kernel : kernels) {
-    // The body with its typed signature.
-    std::string params;
-    for (auto [i, elt] : llvm::enumerate(kernel.bindings))
-      params += formatv("%b{0}: memref<?x{1}>, ", i, eltName(elt)).str();
-    text += formatv("  func.func private @{0}_body({1}%T: index, %pos: index, "
-                    "%begin: index, %end: index) {2} {{\n",
-                    kernel.name, params, kInternal)
-                .str();
-    text += R"(    %c0 = arith.constant 0 : index
+// Warp-wide dot product of x[xo : xo + length] (f32) and w[wo : wo +
+// length] on the GPU: lane l reads 8-element vectors at l * 8, l * 8 + 256,
+// ... (a warp's loads of one step are contiguous and 16-byte aligned when
+// `length` is a multiple of 8), then a scalar tail, then a butterfly
+// reduction so every lane holds the sum.
+std::string KernelLibrary::warpDot(Elt weight, int64_t length) {
+  std::string name = formatv("@wdot_{0}_{1}", eltName(weight), length).str();
+  if (gpuHelperText.count(name))
+    return name;
+  int64_t vectorEnd = length % 8 == 0 ? length : 0;
+  gpuHelperText[name] =
+      subst(R"(
+  func.func private $NAME(%x: memref<?xf32>, %xo: index, %w: memref<?x$W>, %wo: index, %lane: index) -> f32 $INTERNAL {
+    %c8 = arith.constant 8 : index
+    %c32 = arith.constant 32 : index
+    %c256 = arith.constant 256 : index
+    %kv = arith.constant $KV : index
+    %kk = arith.constant $K : index
+    %z = arith.constant dense<0.0> : vector<8xf32>
+    %first = arith.muli %lane, %c8 : index
+    %acc = scf.for %k = %first to %kv step %c256 iter_args(%a = %z) -> (vector<8xf32>) {
+      %xi = arith.addi %xo, %k : index
+      %wi = arith.addi %wo, %k : index
+      %xv = vector.load %x[%xi] {alignment = 16} : memref<?xf32>, vector<8xf32>
+      %wr = vector.load %w[%wi] {alignment = 16} : memref<?x$W>, vector<8x$W>
+$WIDEN      %r = vector.fma %xv, %wv, %a : vector<8xf32>
+      scf.yield %r : vector<8xf32>
+    }
+    %vs = vector.reduction <add>, %acc : vector<8xf32> into f32
+    %tail = arith.addi %kv, %lane : index
+    %s = scf.for %k = %tail to %kk step %c32 iter_args(%a = %vs) -> (f32) {
+      %xi = arith.addi %xo, %k : index
+      %wi = arith.addi %wo, %k : index
+      %xs = memref.load %x[%xi] : memref<?xf32>
+      %ws = func.call @ld_$W(%w, %wi) : (memref<?x$W>, index) -> f32
+      %r = math.fma %xs, %ws, %a : f32
+      scf.yield %r : f32
+    }
+    %width = arith.constant 32 : i32
+    %o16 = arith.constant 16 : i32
+    %o8 = arith.constant 8 : i32
+    %o4 = arith.constant 4 : i32
+    %o2 = arith.constant 2 : i32
+    %o1 = arith.constant 1 : i32
+    %p16, %v16 = gpu.shuffle xor %s, %o16, %width : f32
+    %s16 = arith.addf %s, %p16 : f32
+    %p8, %v8 = gpu.shuffle xor %s16, %o8, %width : f32
+    %s8 = arith.addf %s16, %p8 : f32
+    %p4, %v4 = gpu.shuffle xor %s8, %o4, %width : f32
+    %s4 = arith.addf %s8, %p4 : f32
+    %p2, %v2 = gpu.shuffle xor %s4, %o2, %width : f32
+    %s2 = arith.addf %s4, %p2 : f32
+    %p1, %v1 = gpu.shuffle xor %s2, %o1, %width : f32
+    %sum = arith.addf %s2, %p1 : f32
+    return %sum : f32
+  }
+)",
+            {{"NAME", name},
+             {"W", eltName(weight)},
+             {"KV", num(vectorEnd)},
+             {"K", num(length)},
+             {"WIDEN", weight == Elt::BF16 ? "      %wv = arith.extf %wr : "
+                                             "vector<8xbf16> to vector<8xf32>\n"
+                                           : "      %wv = arith.addf %wr, %z : "
+                                             "vector<8xf32>\n"}});
+  return name;
+}
+
+std::string KernelLibrary::bodyFunction(const Kernel &kernel) const {
+  std::string params;
+  for (auto [i, elt] : llvm::enumerate(kernel.bindings))
+    params += formatv("%b{0}: memref<?x{1}>, ", i, eltName(elt)).str();
+  std::string text =
+      formatv("  func.func private @{0}_body({1}%T: index, %pos: index, "
+              "%begin: index, %end: index) {2} {{\n",
+              kernel.name, params, kInternal)
+          .str();
+  text += R"(    %c0 = arith.constant 0 : index
     %c1 = arith.constant 1 : index
     %c8 = arith.constant 8 : index
     %f0 = arith.constant 0.0 : f32
     %f1 = arith.constant 1.0 : f32
 )";
-    text += kernel.body;
-    text += "    return\n  }\n";
+  text += kernel.body;
+  text += "    return\n  }\n";
+  return text;
+}
+
+std::string KernelLibrary::moduleText() const {
+  std::string text = "module {\n" + helpers(/*gpu=*/false);
+  for (const Kernel &kernel : kernels) {
+    text += bodyFunction(kernel);
 
     // The ABI wrapper: raw pointers -> flat memref descriptors.
     const char *desc =
@@ -370,6 +447,97 @@ std::string KernelLibrary::moduleText() const {
                 .str();
   }
   return text + "}\n";
+}
+
+std::string KernelLibrary::gpuModuleText() const {
+  std::string text = "module attributes {gpu.container_module} {\n"
+                     "gpu.module @moec_kernels {\n" +
+                     helpers(/*gpu=*/true);
+  for (const Kernel &kernel : kernels) {
+    if (!kernel.warpBody.empty()) {
+      text += warpKernel(kernel);
+      continue;
+    }
+    text += bodyFunction(kernel);
+    // The kernel: bindings and the scalars buffer as memrefs (the runtime
+    // passes expanded descriptors), the work item count by value. Each
+    // thread runs one work item of the body.
+    std::string params, args, types;
+    for (auto [i, elt] : llvm::enumerate(kernel.bindings)) {
+      params += formatv("%b{0}: memref<?x{1}>, ", i, eltName(elt)).str();
+      args += formatv("%b{0}, ", i).str();
+      types += formatv("memref<?x{0}>, ", eltName(elt)).str();
+    }
+    text +=
+        formatv(
+            R"(  gpu.func @{0}({1}%scal: memref<?xi64>, %work64: i64) kernel {{
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %T64 = memref.load %scal[%c0] : memref<?xi64>
+    %pos64 = memref.load %scal[%c1] : memref<?xi64>
+    %T = arith.index_cast %T64 : i64 to index
+    %pos = arith.index_cast %pos64 : i64 to index
+    %work = arith.index_cast %work64 : i64 to index
+    %block = gpu.block_id x
+    %size = gpu.block_dim x
+    %thread = gpu.thread_id x
+    %first = arith.muli %block, %size : index
+    %item = arith.addi %first, %thread : index
+    %inside = arith.cmpi ult, %item, %work : index
+    scf.if %inside {{
+      %next = arith.addi %item, %c1 : index
+      func.call @{0}_body({2}%T, %pos, %item, %next) : ({3}index, index, index, index) -> ()
+    }
+    gpu.return
+  }
+)",
+            kernel.name, params, args, types)
+            .str();
+  }
+  return text + "}\n}\n";
+}
+
+// Warp kernels: four warps per block, one work item per warp.
+constexpr unsigned kWarpsPerBlock = 4;
+
+std::string KernelLibrary::warpKernel(const Kernel &kernel) const {
+  std::string params;
+  for (auto [i, elt] : llvm::enumerate(kernel.bindings))
+    params += formatv("%b{0}: memref<?x{1}>, ", i, eltName(elt)).str();
+  return formatv(
+             R"(  gpu.func @{0}({1}%scal: memref<?xi64>, %work64: i64) kernel {{
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c32 = arith.constant 32 : index
+    %f0 = arith.constant 0.0 : f32
+    %warps = arith.constant {2} : index
+    %T64 = memref.load %scal[%c0] : memref<?xi64>
+    %T = arith.index_cast %T64 : i64 to index
+    %work = arith.index_cast %work64 : i64 to index
+    %block = gpu.block_id x
+    %thread = gpu.thread_id x
+    %lane = arith.remui %thread, %c32 : index
+    %warp = arith.divui %thread, %c32 : index
+    %first = arith.muli %block, %warps : index
+    %item = arith.addi %first, %warp : index
+    %inside = arith.cmpi ult, %item, %work : index
+    %lead = arith.cmpi eq, %lane, %c0 : index
+    scf.if %inside {{
+{3}    }
+    gpu.return
+  }
+)",
+             kernel.name, params, kWarpsPerBlock, kernel.warpBody)
+      .str();
+}
+
+std::vector<KernelLaunch> KernelLibrary::launches() const {
+  std::vector<KernelLaunch> result;
+  for (const Kernel &kernel : kernels)
+    result.push_back(kernel.warpBody.empty()
+                         ? KernelLaunch{128, 128}
+                         : KernelLaunch{32 * kWarpsPerBlock, kWarpsPerBlock});
+  return result;
 }
 
 //===----------------------------------------------------------------------===//
@@ -572,9 +740,34 @@ unsigned KernelLibrary::linear(Elt weight, int64_t in, int64_t out, bool bias) {
                       {"DOT", dot(weight, in)},
                       {"W", eltName(weight)},
                       {"OUT", bias ? "3" : "2"}});
+  // GPU: a warp per output feature, the tokens one after another (the
+  // row stays in cache).
+  std::string warpBody = subst(R"(      %K = arith.constant $K : index
+      %N = arith.constant $N : index
+      %wo = arith.muli %item, %K : index
+$BIAS      scf.for %t = %c0 to %T step %c1 {
+        %xo = arith.muli %t, %K : index
+        %d = func.call $WDOT(%b0, %xo, %b1, %wo, %lane) : (memref<?xf32>, index, memref<?x$W>, index, index) -> f32
+        scf.if %lead {
+          %y = arith.addf %d, %bias : f32
+          %tn = arith.muli %t, %N : index
+          %yo = arith.addi %tn, %item : index
+          memref.store %y, %b$OUT[%yo] : memref<?xf32>
+        }
+      }
+)",
+                               {{"K", num(in)},
+                                {"N", num(out)},
+                                {"BIAS", bias ? "      %bias = memref.load "
+                                                "%b2[%item] : memref<?xf32>\n"
+                                              : "      %bias = arith.addf %f0, "
+                                                "%f0 : f32\n"},
+                                {"WDOT", warpDot(weight, in)},
+                                {"W", eltName(weight)},
+                                {"OUT", bias ? "3" : "2"}});
   if (bias)
-    return add(body, {Elt::F32, weight, Elt::F32, Elt::F32}, body);
-  return add(body, {Elt::F32, weight, Elt::F32}, body);
+    return add(body, {Elt::F32, weight, Elt::F32, Elt::F32}, body, warpBody);
+  return add(body, {Elt::F32, weight, Elt::F32}, body, warpBody);
 }
 
 // Work: intermediate features I. h[t, i] = silu(x.g[i]) * (x.u[i])
@@ -594,7 +787,27 @@ unsigned KernelLibrary::gateUp(Elt weight, int64_t hidden, int64_t inter) {
                       {"DOT4", dot4(weight, hidden)},
                       {"DOT", dot(weight, hidden)},
                       {"W", eltName(weight)}});
-  return add(body, {Elt::F32, weight, weight, Elt::F32}, body);
+  std::string warpBody = subst(R"(      %H = arith.constant $H : index
+      %I = arith.constant $I : index
+      %wo = arith.muli %item, %H : index
+      scf.for %t = %c0 to %T step %c1 {
+        %xo = arith.muli %t, %H : index
+        %g = func.call $WDOT(%b0, %xo, %b1, %wo, %lane) : (memref<?xf32>, index, memref<?x$W>, index, index) -> f32
+        %u = func.call $WDOT(%b0, %xo, %b2, %wo, %lane) : (memref<?xf32>, index, memref<?x$W>, index, index) -> f32
+        scf.if %lead {
+          %a = func.call @silu(%g) : (f32) -> f32
+          %h = arith.mulf %a, %u : f32
+          %ti = arith.muli %t, %I : index
+          %ho = arith.addi %ti, %item : index
+          memref.store %h, %b3[%ho] : memref<?xf32>
+        }
+      }
+)",
+                               {{"H", num(hidden)},
+                                {"I", num(inter)},
+                                {"WDOT", warpDot(weight, hidden)},
+                                {"W", eltName(weight)}});
+  return add(body, {Elt::F32, weight, weight, Elt::F32}, body, warpBody);
 }
 
 // Work: T * K * I items (t, k, i). h[t, k, i] = silu(G[e] x) * (U[e] x),
@@ -631,7 +844,35 @@ unsigned KernelLibrary::expertsGateUp(Elt weight, int64_t hidden, int64_t inter,
                             {"IH", num(inter * hidden)},
                             {"DOT", dotName},
                             {"W", eltName(weight)}});
-  return add(body, {Elt::F32, Elt::I32, weight, weight, Elt::F32}, body);
+  std::string warpBody = subst(R"(      %H = arith.constant $H : index
+      %I = arith.constant $I : index
+      %KI = arith.constant $KI : index
+      %IH = arith.constant $IH : index
+      %t = arith.divui %item, %KI : index
+      %tk = arith.divui %item, %I : index
+      %i = arith.remui %item, %I : index
+      %e32 = memref.load %b1[%tk] : memref<?xi32>
+      %e = arith.index_cast %e32 : i32 to index
+      %eo = arith.muli %e, %IH : index
+      %io = arith.muli %i, %H : index
+      %wo = arith.addi %eo, %io : index
+      %xo = arith.muli %t, %H : index
+      %g = func.call $WDOT(%b0, %xo, %b2, %wo, %lane) : (memref<?xf32>, index, memref<?x$W>, index, index) -> f32
+      %u = func.call $WDOT(%b0, %xo, %b3, %wo, %lane) : (memref<?xf32>, index, memref<?x$W>, index, index) -> f32
+      scf.if %lead {
+        %a = func.call @silu(%g) : (f32) -> f32
+        %h = arith.mulf %a, %u : f32
+        memref.store %h, %b4[%item] : memref<?xf32>
+      }
+)",
+                               {{"H", num(hidden)},
+                                {"I", num(inter)},
+                                {"KI", num(topK * inter)},
+                                {"IH", num(inter * hidden)},
+                                {"WDOT", warpDot(weight, hidden)},
+                                {"W", eltName(weight)}});
+  return add(body, {Elt::F32, Elt::I32, weight, weight, Elt::F32}, body,
+             warpBody);
 }
 
 // Work: T * H items (t, j). y[t, j] = sum_k w[t, k] * D[e_k][j, :] . h[t, k, :]
@@ -668,7 +909,38 @@ unsigned KernelLibrary::expertsDown(Elt weight, int64_t hidden, int64_t inter,
                             {"HI", num(hidden * inter)},
                             {"DOT", dotName},
                             {"W", eltName(weight)}});
-  return add(body, {Elt::F32, Elt::I32, Elt::F32, weight, Elt::F32}, body);
+  std::string warpBody = subst(R"(      %H = arith.constant $H : index
+      %I = arith.constant $I : index
+      %K = arith.constant $K : index
+      %HI = arith.constant $HI : index
+      %t = arith.divui %item, %H : index
+      %j = arith.remui %item, %H : index
+      %tK = arith.muli %t, %K : index
+      %jo = arith.muli %j, %I : index
+      %acc = scf.for %k = %c0 to %K step %c1 iter_args(%a = %f0) -> (f32) {
+        %tk = arith.addi %tK, %k : index
+        %e32 = memref.load %b1[%tk] : memref<?xi32>
+        %e = arith.index_cast %e32 : i32 to index
+        %eo = arith.muli %e, %HI : index
+        %wo = arith.addi %eo, %jo : index
+        %ho = arith.muli %tk, %I : index
+        %d = func.call $WDOT(%b0, %ho, %b3, %wo, %lane) : (memref<?xf32>, index, memref<?x$W>, index, index) -> f32
+        %w = memref.load %b2[%tk] : memref<?xf32>
+        %r = math.fma %w, %d, %a : f32
+        scf.yield %r : f32
+      }
+      scf.if %lead {
+        memref.store %acc, %b4[%item] : memref<?xf32>
+      }
+)",
+                               {{"H", num(hidden)},
+                                {"I", num(inter)},
+                                {"K", num(topK)},
+                                {"HI", num(hidden * inter)},
+                                {"WDOT", warpDot(weight, inter)},
+                                {"W", eltName(weight)}});
+  return add(body, {Elt::F32, Elt::I32, Elt::F32, weight, Elt::F32}, body,
+             warpBody);
 }
 
 // Work: T tokens. Mirrors transformers' routers: scores (softmax|sigmoid),

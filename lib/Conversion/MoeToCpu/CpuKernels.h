@@ -27,6 +27,11 @@
 
 namespace moec::cpu {
 
+/// Launch geometry of a GPU kernel.
+struct KernelLaunch {
+  unsigned blockThreads, itemsPerBlock;
+};
+
 /// Element types of kernel bindings.
 enum class Elt { F32, BF16, I64, I32 };
 
@@ -71,25 +76,40 @@ public:
   std::vector<std::string> names() const;
   /// The module text of every kernel, wrappers included.
   std::string moduleText() const;
+  /// The same kernels as one `gpu.module` of `gpu.func` kernels (the CUDA
+  /// ABI of docs/artifact.md), and their launch geometry in index order.
+  std::string gpuModuleText() const;
+  std::vector<KernelLaunch> launches() const;
 
 private:
+  /// `warpBody`, when given, is the kernel's CUDA form: one warp per work
+  /// item (%item, %lane, with the body's constants), instead of one thread
+  /// running `body` for one item.
   unsigned add(const std::string &key, llvm::ArrayRef<Elt> bindings,
-               const std::string &body);
-  std::string helpers() const;
+               const std::string &body, const std::string &warpBody = "");
+  std::string helpers(bool gpu) const;
+  struct Kernel;
+  std::string bodyFunction(const Kernel &kernel) const;
+  std::string warpKernel(const Kernel &kernel) const;
 
   struct Kernel {
     std::string name;
     llvm::SmallVector<Elt, 8> bindings;
     std::string body; // function body text using %b0.. and %T %pos %begin %end
+    std::string warpBody;
   };
   std::vector<Kernel> kernels;
   llvm::StringMap<unsigned> byKey;
   // Shared helper functions (dot products) requested by kernels.
   llvm::StringMap<std::string> helperText;
+  // GPU-only helpers (warp reductions), emitted in the gpu.module alone.
+  llvm::StringMap<std::string> gpuHelperText;
   std::vector<std::string> globals;
 
   std::string dot(Elt weight, int64_t length);
   std::string dot4(Elt weight, int64_t length);
+  /// A warp-wide dot product (GPU): every lane of the warp gets the sum.
+  std::string warpDot(Elt weight, int64_t length);
 };
 
 } // namespace moec::cpu

@@ -710,7 +710,14 @@ llvm::Expected<CpuProgram> planCpuProgram(ModuleOp module,
       return std::move(err);
   }
   program.kernelNames = kernels.names();
-  program.kernelModule = kernels.moduleText();
+  if (options.cudaChip.empty()) {
+    program.kernelModule = kernels.moduleText();
+  } else {
+    program.kernelModule = kernels.gpuModuleText();
+    program.gpuTarget = "cuda:" + options.cudaChip;
+    for (KernelLaunch launch : kernels.launches())
+      program.launches.push_back({launch.blockThreads, launch.itemsPerBlock});
+  }
   return program;
 }
 

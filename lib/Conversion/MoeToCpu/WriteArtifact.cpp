@@ -82,13 +82,22 @@ llvm::Error writeCpuArtifact(
          std::vector<int64_t>(cache.valueShape.begin(),
                               cache.valueShape.end())});
   ArtifactExecutable executable;
-  executable.target = "cpu";
-  executable.format = "elf-shared-object";
-  executable.cpuFeatures = program.cpuName + ":" + program.cpuFeatures;
   executable.kernelNames = program.kernelNames;
+  const std::string *blob = &program.sharedObject;
+  if (program.gpuTarget.empty()) {
+    executable.target = "cpu";
+    executable.format = "elf-shared-object";
+    executable.cpuFeatures = program.cpuName + ":" + program.cpuFeatures;
+  } else {
+    executable.target = program.gpuTarget;
+    executable.format = program.gpuFormat;
+    for (const CpuProgram::Launch &launch : program.launches)
+      executable.launches.push_back(
+          {launch.blockThreads, launch.itemsPerBlock});
+    blob = &program.gpuBinary;
+  }
   uint32_t executableIndex = builder.addExecutable(
-      std::move(executable), llvm::ArrayRef<char>(program.sharedObject.data(),
-                                                  program.sharedObject.size()));
+      std::move(executable), llvm::ArrayRef<char>(blob->data(), blob->size()));
   for (const PlannedEntry &planned : program.entries) {
     ArtifactEntryPoint entry;
     entry.name = planned.name;
