@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# End-to-end check of one fixture on the CPU: compile the checkpoint, run the
-# fixture's prompt with greedy decoding, compare prefill and generation logits
-# with transformers' (moec-check-fixture prints max |dlogit|).
-# Usage: run_fixture.sh BIN_DIR FIXTURE_DIR DTYPE WORK_DIR
+# End-to-end check of one fixture on the CPU or a CUDA GPU: compile the
+# checkpoint, run the fixture's prompt with greedy decoding, compare prefill
+# and generation logits with transformers' (moec-check-fixture prints max
+# |dlogit|).
+# Usage: run_fixture.sh BIN_DIR FIXTURE_DIR DTYPE WORK_DIR [cpu|cuda]
+# Exits 77 (skipped) for cuda on a machine without an NVIDIA GPU.
 set -euo pipefail
-bin=$1 fixture=$2 dtype=$3 work=$4
+bin=$1 fixture=$2 dtype=$3 work=$4 device=${5:-cpu}
+if [[ $device == cuda ]] && ! [[ -e /dev/nvidia0 ]]; then
+  echo "no NVIDIA GPU (/dev/nvidia0): skipped"
+  exit 77
+fi
+target=$device
+[[ $device == cuda ]] && target=cuda:${MOEC_CUDA_CHIP:-sm_90}
 rm -rf "$work" && mkdir -p "$work"
-"$bin/moec" compile "$fixture" --target=cpu --dtype="$dtype" --prefill-chunk=32 \
-  -o "$work/model.moec"
+"$bin/moec" compile "$fixture" --target="$target" --dtype="$dtype" \
+  --prefill-chunk=32 --quiet -o "$work/model.moec"
 prompt=$("$bin/moec-check-fixture" "$fixture" --print prompt)
 steps=$("$bin/moec-check-fixture" "$fixture" --print steps)
 "$bin/moec-run" "$work/model.moec" --prompt-tokens "$prompt" -n "$steps" \
-  --greedy --ignore-eos --threads 2 --dump-logits "$work/generate.npy" \
+  --greedy --ignore-eos --threads 2 --device="$device" --dump-logits "$work/generate.npy" \
   --dump-prefill-logits "$work/prefill.npy" > "$work/ids.txt"
 "$bin/moec-check-fixture" "$fixture" --dtype "$dtype" \
   --prefill "$work/prefill.npy" --generate "$work/generate.npy"

@@ -1286,7 +1286,84 @@ unsigned KernelLibrary::attention(int64_t heads, int64_t kvHeads,
                             {"DV", num(valueDim)},
                             {"SCALE", f32Literal(scale)},
                             {"DOT", dotName}});
-  return add(body, {Elt::F32, Elt::F32, Elt::F32, Elt::F32}, body);
+  // GPU: a warp per (token, head). Each score is a warp-wide dot product;
+  // lane l accumulates value dimensions l, l + 32, ... (registers once the
+  // constant-trip loops over them are unrolled).
+  int64_t perLane = (valueDim + 31) / 32;
+  std::string warpBody = subst(R"(      %H = arith.constant $H : index
+      %HKV = arith.constant $HKV : index
+      %GRP = arith.constant $GRP : index
+      %DK = arith.constant $DK : index
+      %DV = arith.constant $DV : index
+      %R = arith.constant $R : index
+      %scale = arith.constant $SCALE : f32
+      %lowest = arith.constant 0xFF7FFFFF : f32
+      %pos64 = memref.load %scal[%c1] : memref<?xi64>
+      %pos = arith.index_cast %pos64 : i64 to index
+      %acc = memref.alloca() : memref<$Rxf32>
+      scf.for %r = %c0 to %R step %c1 {
+        memref.store %f0, %acc[%r] : memref<$Rxf32>
+      }
+      %t = arith.divui %item, %H : index
+      %h = arith.remui %item, %H : index
+      %kvh = arith.divui %h, %GRP : index
+      %qo = arith.muli %item, %DK : index
+      %p = arith.addi %pos, %t : index
+      %n = arith.addi %p, %c1 : index
+      %ms:2 = scf.for %j = %c0 to %n step %c1 iter_args(%m = %lowest, %l = %f0) -> (f32, f32) {
+        %jh = arith.muli %j, %HKV : index
+        %row = arith.addi %jh, %kvh : index
+        %ko = arith.muli %row, %DK : index
+        %d = func.call $WDOT(%b0, %qo, %b1, %ko, %lane) : (memref<?xf32>, index, memref<?xf32>, index, index) -> f32
+        %s = arith.mulf %d, %scale : f32
+        %m2 = arith.maximumf %m, %s : f32
+        %dm = arith.subf %m, %m2 : f32
+        %corr = math.exp %dm : f32
+        %ds = arith.subf %s, %m2 : f32
+        %pr = math.exp %ds : f32
+        %lc = arith.mulf %l, %corr : f32
+        %l2 = arith.addf %lc, %pr : f32
+        %vo = arith.muli %row, %DV : index
+        scf.for %r = %c0 to %R step %c1 {
+          %r32 = arith.muli %r, %c32 : index
+          %i = arith.addi %r32, %lane : index
+          %valid = arith.cmpi ult, %i, %DV : index
+          %v = scf.if %valid -> (f32) {
+            %vi = arith.addi %vo, %i : index
+            %x = memref.load %b2[%vi] : memref<?xf32>
+            scf.yield %x : f32
+          } else {
+            scf.yield %f0 : f32
+          }
+          %a = memref.load %acc[%r] : memref<$Rxf32>
+          %ac = arith.mulf %a, %corr : f32
+          %na = math.fma %pr, %v, %ac : f32
+          memref.store %na, %acc[%r] : memref<$Rxf32>
+        }
+        scf.yield %m2, %l2 : f32, f32
+      }
+      %oo = arith.muli %item, %DV : index
+      scf.for %r = %c0 to %R step %c1 {
+        %r32 = arith.muli %r, %c32 : index
+        %i = arith.addi %r32, %lane : index
+        %valid = arith.cmpi ult, %i, %DV : index
+        scf.if %valid {
+          %a = memref.load %acc[%r] : memref<$Rxf32>
+          %o = arith.divf %a, %ms#1 : f32
+          %oi = arith.addi %oo, %i : index
+          memref.store %o, %b3[%oi] : memref<?xf32>
+        }
+      }
+)",
+                               {{"H", num(heads)},
+                                {"HKV", num(kvHeads)},
+                                {"GRP", num(heads / kvHeads)},
+                                {"DK", num(keyDim)},
+                                {"DV", num(valueDim)},
+                                {"R", num(perLane)},
+                                {"SCALE", f32Literal(scale)},
+                                {"WDOT", warpDot(Elt::F32, keyDim)}});
+  return add(body, {Elt::F32, Elt::F32, Elt::F32, Elt::F32}, body, warpBody);
 }
 
 // Work: rows.
