@@ -325,6 +325,22 @@ TEST_F(RuntimeCudaGpu, LastPositionOnlyPrefillAndNoDecode) {
   moec_model_free(model);
 }
 
+TEST_F(RuntimeCudaGpu, LargeWeightSegmentIsUploadedInChunks) {
+  // 150 MiB + 12 bytes of filler: the bias sits in the third 64 MiB chunk,
+  // which reuses the first staging buffer.
+  CudaTestArtifactOptions options;
+  options.fillerBytes = (150ull << 20) + 12;
+  std::string path = write(options);
+  moec_model_options_t modelOptions;
+  moec_model_options_initialize(&modelOptions);
+  modelOptions.verify_checksums = 1;
+  moec_model_t *model = nullptr;
+  ASSERT_EQ(moec_model_load(path.c_str(), &modelOptions, &model), MOEC_OK)
+      << moec_last_error();
+  generate(model, {3, 17, 5}, 2);
+  moec_model_free(model);
+}
+
 TEST_F(RuntimeCudaGpu, OddLaunchGeometry) {
   // One thread per block, one item per block: the kernels must still cover
   // every item (they stride by blockDim over kItems, so give them that).

@@ -48,15 +48,27 @@ std::string writeCudaTestArtifact(const std::string &path,
   flatbuffers::FlatBufferBuilder fbb;
   fbb.ForceDefaults(true);
 
-  // Weight segment: the bias, f32[V].
-  std::string weights(kCudaVocab * sizeof(float), '\0');
+  // Weight segment: an optional filler (a byte pattern), then the bias,
+  // f32[V].
+  std::string weights(options.fillerBytes, '\0');
+  for (uint64_t i = 0; i < options.fillerBytes; ++i)
+    weights[i] = static_cast<char>(i * 7 + i / 4096);
+  uint64_t biasOffset = artifact::alignTo(weights.size(), 4096);
+  weights.resize(biasOffset + kCudaVocab * sizeof(float));
   for (int64_t v = 0; v < kCudaVocab; ++v)
-    put(weights, v * sizeof(float), bias(v));
+    put(weights, biasOffset + v * sizeof(float), bias(v));
   std::vector<int64_t> biasShape = {kCudaVocab};
-  std::vector<flatbuffers::Offset<Weight>> weightTables = {CreateWeightDirect(
-      fbb, "bias", DType::F32, &biasShape, 0, weights.size(),
-      fnv1a64(reinterpret_cast<const uint8_t *>(weights.data()),
-              weights.size()))};
+  std::vector<int64_t> fillerShape = {
+      static_cast<int64_t>(options.fillerBytes / 4)};
+  std::vector<flatbuffers::Offset<Weight>> weightTables;
+  weightTables.push_back(CreateWeightDirect(
+      fbb, "bias", DType::F32, &biasShape, biasOffset,
+      kCudaVocab * sizeof(float),
+      fnv1a64(weights.data() + biasOffset, kCudaVocab * sizeof(float))));
+  if (options.fillerBytes)
+    weightTables.push_back(CreateWeightDirect(
+        fbb, "filler", DType::F32, &fillerShape, 0, options.fillerBytes,
+        fnv1a64(weights.data(), options.fillerBytes)));
 
   std::vector<int64_t> cacheShape = {options.capacity, 1, 1};
   std::vector<flatbuffers::Offset<KvCache>> caches = {

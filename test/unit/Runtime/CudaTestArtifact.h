@@ -47,6 +47,9 @@ struct CudaTestArtifactOptions {
   std::vector<std::string> extraKernelNames;
   /// The decode entry dispatches to a second, cpu executable.
   bool mixedWithCpu = false;
+  /// Bytes of an unused f32 weight "filler" stored before the bias (a
+  /// multiple of 4), so that the bias lands in a later upload chunk.
+  uint64_t fillerBytes = 0;
   /// No executable and no dispatch at all: a (trivial) cpu artifact.
   bool noKernels = false;
 };
