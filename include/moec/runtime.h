@@ -77,17 +77,28 @@ typedef struct moec_model_options {
   /* Non-zero: fault the whole file into memory at load (MAP_POPULATE)
    * instead of on first use. */
   int prefault;
+  /* NULL or "": run on the device the artifact's kernels were compiled for.
+   * "cpu" or "cuda": that device; loading an artifact compiled for the other
+   * one fails with MOEC_UNSUPPORTED (before any GPU driver is touched). */
+  const char *device;
 } moec_model_options_t;
 
-/* Sets |options| to the defaults (no checksum pass, lazy paging). */
+/* Sets |options| to the defaults (no checksum pass, lazy paging, the
+ * artifact's own device). */
 void moec_model_options_initialize(moec_model_options_t *options);
 
 /* Maps the artifact at |path| and checks it before using anything: magic,
  * format version, section offsets and sizes against the file length, the
  * FlatBuffer verifier, then every index, offset and size in the tables.
- * Loads the CPU kernels (the executable is a shared object loaded from
- * memory) and resolves every kernel name. |options| may be NULL (defaults).
- * On success the caller owns |*out_model| (moec_model_free). */
+ * Loads the kernels and resolves every kernel name: CPU kernels are a shared
+ * object loaded from memory; CUDA kernels (target "cuda:sm_XX") are loaded
+ * through the NVIDIA driver, dlopen()ed at run time (libcuda.so.1, or
+ * $MOEC_CUDA_DRIVER), on device $MOEC_CUDA_DEVICE (default 0), and the
+ * weights are copied to device memory. CUDA errors: no driver or device is
+ * MOEC_DEVICE_ERROR, a device older than the kernels' arch is
+ * MOEC_UNSUPPORTED, too little device memory is MOEC_OUT_OF_MEMORY.
+ * |options| may be NULL (defaults). On success the caller owns
+ * |*out_model| (moec_model_free). */
 moec_status moec_model_load(const char *path,
                             const moec_model_options_t *options,
                             moec_model_t **out_model);
@@ -95,6 +106,13 @@ moec_status moec_model_load(const char *path,
 /* Releases |model| (NULL is a no-op). Every session of it must be freed
  * first. */
 void moec_model_free(moec_model_t *model);
+
+/* The device the model runs on: "cpu" or "cuda". Never NULL. */
+const char *moec_model_device(const moec_model_t *model);
+/* A one-line description of that device: "cpu", or the GPU's name and
+ * compute capability ("NVIDIA H100 80GB HBM3 (sm_90)"). Never NULL; lives
+ * as long as the model. */
+const char *moec_model_device_name(const moec_model_t *model);
 
 /* Model information; |model| must not be NULL. Returned strings live as long
  * as the model. */
@@ -122,14 +140,18 @@ int moec_model_is_eos(const moec_model_t *model, int64_t token);
 
 /* One sequence being generated: its KV caches, activation arena, logits
  * buffer, thread pool and current position. Thread-compatible: one call at
- * a time per session; different sessions may run concurrently. */
+ * a time per session; different sessions may run concurrently. A session
+ * of a cuda model keeps its caches and arena in device memory and runs on
+ * a stream of its own; it may be used from any thread. */
 typedef struct moec_session moec_session_t;
 
 /* Creates a session of |model| whose KV caches hold |max_seq_len| positions
  * (0: the artifact's capacity; more than the capacity is an error), running
  * its kernels on |threads| threads (0: the machine's hardware concurrency;
- * the calling thread is one of them). Allocates everything a call needs up
- * front: prefill/decode allocate nothing and create no threads. */
+ * the calling thread is one of them; ignored for a cuda model). Allocates
+ * everything a call needs up front: prefill/decode allocate nothing and
+ * create no threads. For a cuda model, decode steps replay a CUDA graph
+ * captured on the first one ($MOEC_CUDA_GRAPHS=0 disables that). */
 moec_status moec_session_create(const moec_model_t *model, int64_t max_seq_len,
                                 int threads, moec_session_t **out_session);
 
@@ -143,7 +165,7 @@ moec_status moec_session_reset(moec_session_t *session);
 int64_t moec_session_position(const moec_session_t *session);
 /* The KV-cache capacity of the session (its max_seq_len). */
 int64_t moec_session_capacity(const moec_session_t *session);
-/* The number of threads the session runs kernels on. */
+/* The number of threads the session runs kernels on (0 for a cuda model). */
 int moec_session_threads(const moec_session_t *session);
 
 /* Processes |n| >= 1 tokens |ids| at positions position .. position + n - 1

@@ -49,6 +49,46 @@ struct FdCloser {
   }
 };
 
+/// The cuda-only checks of executables[index]: a well-formed target, a
+/// known format, one launch geometry per kernel within CUDA's limits.
+Status verifyCudaExecutable(const fb::Executable &executable, uint32_t index) {
+  CudaArch arch;
+  if (!parseCudaTarget(executable.target()->string_view(), arch))
+    return invalidArtifact("executables[%u]: target '%s' is malformed "
+                           "(expected cuda:sm_<digits>[a], e.g. cuda:sm_90)",
+                           index, executable.target()->c_str());
+  std::string_view format = executable.format()->string_view();
+  if (format != "fatbin" && format != "cubin" && format != "ptx")
+    return invalidArtifact("executables[%u]: format '%s' is not one of "
+                           "fatbin, cubin, ptx (target '%s')",
+                           index, executable.format()->c_str(),
+                           executable.target()->c_str());
+  uint32_t numKernels = executable.kernel_names()->size();
+  const auto *launches = executable.launches();
+  if (!launches)
+    return invalidArtifact("executables[%u]: launches is missing (a cuda "
+                           "executable needs one per kernel name, %u)",
+                           index, numKernels);
+  if (launches->size() != numKernels)
+    return invalidArtifact("executables[%u]: %u launches for %u kernel names",
+                           index, launches->size(), numKernels);
+  for (uint32_t k = 0; k < numKernels; ++k) {
+    const fb::KernelLaunch &launch = *launches->Get(k);
+    if (launch.block_threads() < 1 || launch.block_threads() > 1024)
+      return invalidArtifact("executables[%u]: launches[%u] '%s': "
+                             "block_threads %u outside [1, 1024]",
+                             index, k,
+                             executable.kernel_names()->Get(k)->c_str(),
+                             launch.block_threads());
+    if (launch.items_per_block() < 1)
+      return invalidArtifact("executables[%u]: launches[%u] '%s': "
+                             "items_per_block must be at least 1",
+                             index, k,
+                             executable.kernel_names()->Get(k)->c_str());
+  }
+  return Status();
+}
+
 } // namespace
 
 bool shapeBytes(const flatbuffers::Vector<int64_t> *dims, uint64_t elementSize,
@@ -61,6 +101,26 @@ bool shapeBytes(const flatbuffers::Vector<int64_t> *dims, uint64_t elementSize,
         __builtin_mul_overflow(bytes, static_cast<uint64_t>(dim), &bytes))
       return false;
   return true;
+}
+
+bool parseCudaTarget(std::string_view target, CudaArch &arch) {
+  constexpr std::string_view prefix = "cuda:sm_";
+  if (target.substr(0, prefix.size()) != prefix)
+    return false;
+  target.remove_prefix(prefix.size());
+  bool archSpecific = !target.empty() && target.back() == 'a';
+  if (archSpecific)
+    target.remove_suffix(1);
+  if (target.size() < 2 || target.size() > 4)
+    return false;
+  int number = 0;
+  for (char c : target) {
+    if (c < '0' || c > '9')
+      return false;
+    number = number * 10 + (c - '0');
+  }
+  arch = {number / 10, number % 10, archSpecific};
+  return arch.major > 0;
 }
 
 bool hasArtifactMagic(const std::string &path) {
@@ -321,6 +381,8 @@ Status ArtifactFile::verifyTables() const {
       if (isEmpty(executable.kernel_names()->Get(k)))
         return invalidArtifact("executables[%u]: kernel_names[%u] is empty", i,
                                k);
+    if (isCudaTarget(executable.target()->string_view()))
+      MOEC_RETURN_IF_ERROR(verifyCudaExecutable(executable, i));
   }
 
   // Entry points: every dispatch names an existing kernel and binds

@@ -26,6 +26,20 @@ namespace moec::runtime {
 bool shapeBytes(const flatbuffers::Vector<int64_t> *dims, uint64_t elementSize,
                 uint64_t &bytes);
 
+/// Whether an executable's `target` is for the CUDA device ("cuda...").
+inline bool isCudaTarget(std::string_view target) {
+  return target.substr(0, 4) == "cuda";
+}
+
+/// A cuda target `cuda:sm_<digits>[a]` parsed: "cuda:sm_90a" is {9, 0,
+/// true}, "cuda:sm_100" {10, 0, false}.
+struct CudaArch {
+  int major = 0, minor = 0;
+  bool archSpecific = false; // the 'a' suffix: this exact arch only
+};
+/// False when `target` is not of that form (2 to 4 digits, major >= 1).
+bool parseCudaTarget(std::string_view target, CudaArch &arch);
+
 /// A verified artifact, mapped read-only for its whole lifetime.
 /// Immutable after open(): thread-safe.
 class ArtifactFile {
@@ -56,6 +70,10 @@ public:
   /// Bytes of a weight / blob of this artifact (inside the mapping).
   const uint8_t *weightData(const fb::Weight &weight) const {
     return data + fileHeader->weights_offset() + weight.offset();
+  }
+  /// The weight segment (header.weights_size() bytes).
+  const uint8_t *weightSegment() const {
+    return data + fileHeader->weights_offset();
   }
   const uint8_t *blobData(const fb::Executable &executable) const {
     return data + fileHeader->blobs_offset() + executable.blob_offset();

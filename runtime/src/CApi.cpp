@@ -86,7 +86,8 @@ MOEC_EXPORT const char *moec_last_error(void) { return lastError.c_str(); }
 
 MOEC_EXPORT void moec_model_options_initialize(moec_model_options_t *options) {
   if (options)
-    *options = moec_model_options_t{/*verify_checksums=*/0, /*prefault=*/0};
+    *options = moec_model_options_t{/*verify_checksums=*/0, /*prefault=*/0,
+                                    /*device=*/nullptr};
 }
 
 MOEC_EXPORT moec_status moec_model_load(const char *path,
@@ -102,8 +103,9 @@ MOEC_EXPORT moec_status moec_model_load(const char *path,
       fileOptions.verifyChecksums = options->verify_checksums != 0;
       fileOptions.prefault = options->prefault != 0;
     }
+    const char *device = options && options->device ? options->device : "";
     std::unique_ptr<moec_model> model;
-    MOEC_RETURN_IF_ERROR(moec_model::load(path, fileOptions, model));
+    MOEC_RETURN_IF_ERROR(moec_model::load(path, fileOptions, device, model));
     *out_model = model.release();
     return Status();
   });
@@ -114,6 +116,14 @@ MOEC_EXPORT void moec_model_free(moec_model_t *model) { delete model; }
 MOEC_EXPORT const char *moec_model_type(const moec_model_t *model) {
   const auto *type = model->info().model_type();
   return type ? type->c_str() : "";
+}
+
+MOEC_EXPORT const char *moec_model_device(const moec_model_t *model) {
+  return model->device();
+}
+
+MOEC_EXPORT const char *moec_model_device_name(const moec_model_t *model) {
+  return model->cuda ? model->cuda->description().c_str() : "cpu";
 }
 
 MOEC_EXPORT const char *moec_model_tokenizer_json(const moec_model_t *model,
@@ -195,7 +205,7 @@ MOEC_EXPORT int64_t moec_session_capacity(const moec_session_t *session) {
 }
 
 MOEC_EXPORT int moec_session_threads(const moec_session_t *session) {
-  return session->pool.threads();
+  return session->cuda ? 0 : session->pool.threads();
 }
 
 MOEC_EXPORT moec_status moec_prefill(moec_session_t *session,

@@ -94,6 +94,25 @@ Status moec_session::create(const moec_model &model, int64_t maxSeqLen,
   auto session = std::make_unique<moec_session>();
   session->model = &model;
   session->capacity = maxSeqLen ? maxSeqLen : info.max_seq_len();
+  int64_t rows =
+      std::max(logitsRows(*model.prefill, model.prefill->max_tokens()),
+               logitsRows(*model.decode, 1));
+  uint64_t logitsBytes =
+      static_cast<uint64_t>(rows) * info.vocab_size() * sizeof(float);
+
+  if (model.cuda) {
+    // Everything lives on the device; `threads` does not apply.
+    MOEC_RETURN_IF_ERROR(CudaSession::create(*model.cuda, *model.file,
+                                             *model.prefill, *model.decode,
+                                             session->capacity, logitsBytes,
+                                             session->cuda)
+                             .prefix("moec_session_create"));
+    session->hostLogits = session->cuda->hostLogits();
+    session->prefill.entry = model.prefill;
+    session->decode.entry = model.decode;
+    out = std::move(session);
+    return Status();
+  }
 
   auto outOfMemory = [](const char *what, uint64_t bytes) {
     return makeStatus(MOEC_OUT_OF_MEMORY,
@@ -124,13 +143,9 @@ Status moec_session::create(const moec_model &model, int64_t maxSeqLen,
       std::max(model.prefill->arena_bytes(), model.decode->arena_bytes());
   if (!session->arena.allocate(arenaBytes))
     return outOfMemory("the activation arena", arenaBytes);
-  int64_t rows =
-      std::max(logitsRows(*model.prefill, model.prefill->max_tokens()),
-               logitsRows(*model.decode, 1));
-  uint64_t logitsBytes =
-      static_cast<uint64_t>(rows) * info.vocab_size() * sizeof(float);
   if (!session->logits.allocate(logitsBytes))
     return outOfMemory("the logits", logitsBytes);
+  session->hostLogits = reinterpret_cast<float *>(session->logits.data());
 
   MOEC_RETURN_IF_ERROR(session->prepare(*model.prefill, session->prefill));
   MOEC_RETURN_IF_ERROR(session->prepare(*model.decode, session->decode));
@@ -191,15 +206,18 @@ Status moec_session::prepare(const fb::EntryPoint &entry,
 // Calls
 //===----------------------------------------------------------------------===//
 
-int64_t moec_session::run(PreparedEntry &prepared, const int64_t *ids,
-                          int64_t tokens) {
+Status moec_session::run(PreparedEntry &prepared, const int64_t *ids,
+                         int64_t tokens, int64_t &rows) {
+  rows = logitsRows(*prepared.entry, tokens);
+  if (cuda)
+    return cuda->run(&prepared == &decode, ids, tokens, position, rows);
   const int64_t scalars[] = {tokens, position, capacity};
   for (uint32_t slot : prepared.tokenIdSlots)
     prepared.pointers[slot] = const_cast<int64_t *>(ids);
   for (const PreparedEntry::Step &step : prepared.steps)
     pool.run(step.kernel, prepared.pointers.data() + step.firstBinding, scalars,
              step.perToken * tokens + step.fixed, step.grain);
-  return logitsRows(*prepared.entry, tokens);
+  return Status();
 }
 
 Status moec_session::checkTokens(const char *call, const int64_t *ids,
@@ -238,11 +256,12 @@ Status moec_session::runPrefill(const int64_t *ids, size_t n,
   // chunk sees the previous ones through the KV caches.
   const int64_t vocab = model->vocabSize();
   const int64_t tile = entry.max_tokens();
-  const float *rows = reinterpret_cast<const float *>(logits.data());
+  const float *rows = hostLogits;
   int64_t produced = 0;
   for (int64_t done = 0, total = static_cast<int64_t>(n); done < total;) {
     int64_t chunk = std::min(tile, total - done);
-    produced = run(prefill, ids + done, chunk);
+    lastLogits = nullptr; // on failure, the logits are not a position's
+    MOEC_RETURN_IF_ERROR(run(prefill, ids + done, chunk, produced));
     if (outLogits)
       std::memcpy(outLogits + done * vocab, rows,
                   sizeof(float) * chunk * vocab);
@@ -257,10 +276,11 @@ Status moec_session::runDecode(int64_t id, float *outLogits) {
   MOEC_RETURN_IF_ERROR(checkTokens("moec_decode", &id, 1));
   // `id` lives on this frame for the duration of the call: kernels read it
   // through the TokenIds binding before run() returns.
-  int64_t produced = run(decode, &id, 1);
+  int64_t produced = 0;
+  lastLogits = nullptr; // on failure, the logits are not a position's
+  MOEC_RETURN_IF_ERROR(run(decode, &id, 1, produced));
   const int64_t vocab = model->vocabSize();
-  lastLogits =
-      reinterpret_cast<const float *>(logits.data()) + (produced - 1) * vocab;
+  lastLogits = hostLogits + (produced - 1) * vocab;
   if (outLogits)
     std::memcpy(outLogits, lastLogits, sizeof(float) * vocab);
   position += 1;

@@ -63,7 +63,13 @@ struct moec_session {
   moec::runtime::PageBuffer arena, logits;
   std::vector<moec::runtime::PageBuffer> keyCaches, valueCaches;
   moec::runtime::PreparedEntry prefill, decode;
-  /// The last processed position's logits row in `logits`, or null.
+  /// The device side of a session of a cuda model (then the CPU arena, KV
+  /// caches and thread pool are not allocated), or null.
+  std::unique_ptr<moec::runtime::CudaSession> cuda;
+  /// The logits of the last call: `logits` (cpu) or the cuda session's
+  /// page-locked copy.
+  float *hostLogits = nullptr;
+  /// The last processed position's logits row in `hostLogits`, or null.
   const float *lastLogits = nullptr;
 
   static moec::runtime::Status create(const moec_model &model,
@@ -83,10 +89,11 @@ private:
                                 moec::runtime::PreparedEntry &prepared);
   moec::runtime::Status checkTokens(const char *call, const int64_t *ids,
                                     size_t n) const;
-  /// Runs `prepared` on T tokens at the current position; returns the rows
-  /// of logits it produced (T or 1).
-  int64_t run(moec::runtime::PreparedEntry &prepared, const int64_t *ids,
-              int64_t tokens);
+  /// Runs `prepared` on T tokens at the current position; sets `rows` to
+  /// the rows of logits it produced (T or 1) in `hostLogits`. Only a cuda
+  /// session can fail.
+  moec::runtime::Status run(moec::runtime::PreparedEntry &prepared,
+                            const int64_t *ids, int64_t tokens, int64_t &rows);
 };
 
 #endif // MOEC_RUNTIME_SESSION_H

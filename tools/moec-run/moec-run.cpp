@@ -41,7 +41,15 @@ constexpr const char *kUsage =
     "probability P,\n"
     "                              in (0, 1] (default 1)\n"
     "  --seed S                    random seed for sampling (default 0)\n"
-    "  --threads N                 kernel threads (default: all cores)\n"
+    "  --device DEV                cpu or cuda (default: the device the "
+    "artifact\n"
+    "                              was compiled for); cuda uses "
+    "libcuda.so.1 or\n"
+    "                              $MOEC_CUDA_DRIVER, on GPU $MOEC_CUDA_DEVICE "
+    "(0)\n"
+    "  --threads N                 kernel threads (default: all cores; "
+    "ignored on\n"
+    "                              cuda)\n"
     "  --max-seq-len N             KV-cache positions (default: the "
     "artifact's)\n"
     "  --ignore-eos                keep generating after an end-of-sequence "
@@ -77,6 +85,7 @@ struct Options {
   std::string dumpLogits;
   std::string dumpPrefillLogits;
   bool verify = false;
+  std::string device; // "": the artifact's
 };
 
 template <typename Integer>
@@ -174,6 +183,10 @@ Options parseArguments(int argc, char **argv) {
         fail("--top-p: expected a number in (0, 1]");
     } else if (flag == "--seed") {
       options.seed = parseInteger<uint64_t>(flag, value(), 0, UINT64_MAX);
+    } else if (flag == "--device") {
+      options.device = value();
+      if (options.device != "cpu" && options.device != "cuda")
+        fail("--device: expected cpu or cuda, got '" + options.device + "'");
     } else if (flag == "--threads") {
       options.threads = parseInteger<int>(flag, value(), 0, 4096);
     } else if (flag == "--max-seq-len") {
@@ -262,6 +275,8 @@ int main(int argc, char **argv) {
   moec_model_options_t modelOptions;
   moec_model_options_initialize(&modelOptions);
   modelOptions.verify_checksums = options.verify;
+  if (!options.device.empty())
+    modelOptions.device = options.device.c_str();
   moec_model_t *model = nullptr;
   check(moec_model_load(options.modelPath.c_str(), &modelOptions, &model));
   moec_session_t *session = nullptr;
@@ -320,7 +335,10 @@ int main(int argc, char **argv) {
     writeNpy(options.dumpLogits, generatedLogits,
              static_cast<int64_t>(generated.size()), vocab);
 
-  std::fprintf(stderr, "threads: %d\n", moec_session_threads(session));
+  if (std::strcmp(moec_model_device(model), "cpu") == 0)
+    std::fprintf(stderr, "threads: %d\n", moec_session_threads(session));
+  else
+    std::fprintf(stderr, "device: %s\n", moec_model_device_name(model));
   printSpeed("prefill", prompt.size(), prefillSeconds);
   printSpeed("decode", decodeSteps, decodeSeconds);
   moec_session_free(session);
