@@ -29,6 +29,7 @@ llvm_config.add_tool_substitutions(
 # CUDA code generation needs the toolkit's libdevice (and ptxas/fatbinary for
 # cubins); running CUDA artifacts needs a GPU and its driver.
 cuda_home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
+config.substitutions.append(("%cuda_home", cuda_home))
 if os.path.exists(os.path.join(cuda_home, "nvvm", "libdevice", "libdevice.10.bc")):
     config.available_features.add("cuda-toolkit")
 if os.access(os.path.join(cuda_home, "bin", "ptxas"), os.X_OK):

@@ -142,6 +142,7 @@ TEST_F(RuntimeBadArtifact, MisalignedAndOverlappingSections) {
 
 TEST_F(RuntimeBadArtifact, OtherFormatVersion) {
   header().mutate_version_major(2);
+  header().mutate_version_minor(0);
   EXPECT_EQ(load(), MOEC_INVALID_ARTIFACT);
   EXPECT_EQ(message,
             "format version 2.0 is not supported (this runtime reads 1.x)");
@@ -293,11 +294,11 @@ TEST_F(RuntimeBadArtifact, MissingKernelSymbol) {
 }
 
 TEST_F(RuntimeBadArtifact, ExecutableForAnotherTarget) {
-  options.target = "cuda:sm_90";
+  options.target = "rocm:gfx942";
   ASSERT_EQ(messageOf(writeTestArtifact(good, options)), "");
   bytes = readBytes(good);
   EXPECT_EQ(load(), MOEC_UNSUPPORTED);
-  EXPECT_EQ(message, "executables[0]: target 'cuda:sm_90' is not supported by "
+  EXPECT_EQ(message, "executables[0]: target 'rocm:gfx942' is not supported by "
                      "this runtime (it runs 'cpu')");
 }
 

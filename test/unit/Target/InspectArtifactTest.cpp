@@ -27,7 +27,7 @@ TEST(TargetInspectArtifact, PrintsEveryPart) {
   std::string text;
   llvm::raw_string_ostream os(text);
   ASSERT_EQ(messageOf(inspectArtifact(path, os, /*verifyChecksums=*/true)), "");
-  EXPECT_THAT(text, HasSubstr("format: 1.0, producer: moec test"));
+  EXPECT_THAT(text, HasSubstr("format: 1.1, producer: moec test"));
   EXPECT_THAT(text, HasSubstr("model_type     moec_test"));
   EXPECT_THAT(text, HasSubstr("vocab_size     37"));
   EXPECT_THAT(text, HasSubstr("eos_token_ids  [36]"));
