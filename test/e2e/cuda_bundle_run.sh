@@ -3,6 +3,7 @@
 # Usage: run.sh BUNDLE_DIR RESULTS_DIR
 set -uo pipefail
 dir=$(cd "$1" && pwd) out=$2
+export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 mkdir -p "$out"
 for a in "$dir"/artifacts/*.moec; do
   name=$(basename "$a" .moec) f=${name%-*}
