@@ -19,6 +19,7 @@
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 
 #include <algorithm>
@@ -171,6 +172,15 @@ Expected<uint32_t> ArtifactBuilder::addWeight(StringRef name,
                                   outputPath.c_str(), name.str().c_str()));
 
   uint64_t offset = alignTo(weightsSize, artifact::weightAlignment(size));
+  if (options.deferWeights) {
+    // A hole now; the packer fills it.
+    file->seek(weightsOffset + offset + size);
+    weightsSize = offset + size;
+    weights.push_back({name.str(), dtype,
+                       std::vector<int64_t>(shape.begin(), shape.end()), offset,
+                       size, /*checksum=*/0});
+    return static_cast<uint32_t>(weights.size() - 1);
+  }
   if (Error error = writeZeros(offset - weightsSize))
     return fail(std::move(error));
   HashingStream stream(*file);
@@ -402,12 +412,62 @@ Error ArtifactBuilder::finish() {
   }
   check.reset();
 
+  finalLayout = {weightsOffset, weightsSize, blobsOffset, blobsSize, {}};
+  for (const WeightRecord &weight : weights)
+    finalLayout.weightOffsets.push_back(weight.offset);
+  if (options.deferWeights) {
+    if (Error error = writeSkeleton(blobsOffset, blobsSize))
+      return fail(std::move(error));
+    finished = true;
+    return Error::success();
+  }
+
   if (std::error_code error = sys::fs::rename(tempPath, outputPath))
     return fail(createStringError(error, "%s: cannot rename %s: %s",
                                   outputPath.c_str(), tempPath.c_str(),
                                   error.message().c_str()));
   tempPath.clear();
   finished = true;
+  return Error::success();
+}
+
+// The finished file minus its weight segment, published atomically in place
+// of the full (mostly hole) file.
+Error ArtifactBuilder::writeSkeleton(uint64_t blobsOffset, uint64_t blobsSize) {
+  auto full = MemoryBuffer::getFile(tempPath, /*IsText=*/false,
+                                    /*RequiresNullTerminator=*/false);
+  if (!full)
+    return createStringError(full.getError(), "%s: cannot read back %s: %s",
+                             outputPath.c_str(), tempPath.c_str(),
+                             full.getError().message().c_str());
+  StringRef bytes = (*full)->getBuffer();
+  int skeletonFd;
+  SmallString<256> skeletonPath;
+  if (std::error_code error = sys::fs::createUniqueFile(
+          outputPath + ".tmp-%%%%%%", skeletonFd, skeletonPath))
+    return createStringError(error, "%s: cannot create a temporary file: %s",
+                             outputPath.c_str(), error.message().c_str());
+  {
+    raw_fd_ostream skeleton(skeletonFd, /*shouldClose=*/true);
+    skeleton << bytes.substr(0, finalLayout.weightsOffset)
+             << bytes.substr(blobsOffset, blobsSize);
+    skeleton.close();
+    if (skeleton.has_error()) {
+      sys::fs::remove(skeletonPath);
+      return createStringError(skeleton.error(), "%s: cannot write: %s",
+                               outputPath.c_str(),
+                               skeleton.error().message().c_str());
+    }
+  }
+  full->reset();
+  sys::fs::remove(tempPath);
+  tempPath.clear();
+  if (std::error_code error = sys::fs::rename(skeletonPath, outputPath)) {
+    sys::fs::remove(skeletonPath);
+    return createStringError(error, "%s: cannot rename %s: %s",
+                             outputPath.c_str(), skeletonPath.c_str(),
+                             error.message().c_str());
+  }
   return Error::success();
 }
 

@@ -118,6 +118,20 @@ cl::opt<EmitKind> emit(
                    "a deployable .moec artifact")),
     cl::sub(compileCommand), cl::cat(moecCategory));
 
+enum class WeightsMode { Embedded, Deferred };
+cl::opt<WeightsMode> weightsMode(
+    "weights", cl::desc("Where the artifact's weights go"),
+    cl::init(WeightsMode::Embedded),
+    cl::values(
+        clEnumValN(WeightsMode::Embedded, "embedded",
+                   "in the artifact (the default)"),
+        clEnumValN(WeightsMode::Deferred, "deferred",
+                   "left out: a skeleton artifact plus OUTPUT.weights.json "
+                   "(layout and each weight's recipe over checkpoint "
+                   "tensors); bench/pack_deferred.py completes it from a "
+                   "checkpoint, e.g. on a machine without the compiler")),
+    cl::sub(compileCommand), cl::cat(moecCategory));
+
 enum class DType { F32, BF16 };
 cl::opt<DType>
     dtype("dtype", cl::desc("Weight/compute type (f32 accumulation always)"),
@@ -464,12 +478,15 @@ int runCompile(mlir::MLIRContext &context) {
   std::string tokenizerConfigJson = tokenizerJson.empty()
                                         ? std::string()
                                         : readOptional("tokenizer_config.json");
-  failOn(moec::cpu::writeCpuArtifact(
-      *program, *config, (*configText)->getBuffer(), *checkpoint, outputPath,
-      [&](uint64_t written, uint64_t total) {
-        progress.weights(written, total);
-      },
-      tokenizerJson, tokenizerConfigJson));
+  moec::cpu::ArtifactOutput output;
+  output.progress = [&](uint64_t written, uint64_t total) {
+    progress.weights(written, total);
+  };
+  output.tokenizerJson = std::move(tokenizerJson);
+  output.tokenizerConfigJson = std::move(tokenizerConfigJson);
+  output.deferWeights = weightsMode == WeightsMode::Deferred;
+  failOn(moec::cpu::writeArtifact(*program, *config, (*configText)->getBuffer(),
+                                  *checkpoint, outputPath, output));
   progress.phase("weights");
   if (!quiet) {
     uint64_t weightBytes = 0, parameters = 0, kvBytesPerToken = 0;
@@ -490,6 +507,10 @@ int runCompile(mlir::MLIRContext &context) {
                       moec::formatBytes(weightBytes),
                       program->kernelNames.size(),
                       moec::formatBytes(kvBytesPerToken));
+    if (output.deferWeights)
+      errs() << "moec: the weights are deferred: " << outputPath
+             << " is a skeleton; " << outputPath
+             << ".weights.json says how bench/pack_deferred.py completes it\n";
   }
   return 0;
 }

@@ -148,21 +148,29 @@ llvm::Error writeWeight(const PlannedWeight &weight,
                         const SafeTensorsCheckpoint &checkpoint,
                         llvm::raw_ostream &os);
 
+/// How writeArtifact() writes the file.
+struct ArtifactOutput {
+  /// Called after each weight with the bytes written so far and the total.
+  std::function<void(uint64_t written, uint64_t total)> progress;
+  /// The checkpoint's tokenizer.json / tokenizer_config.json, embedded when
+  /// non-empty.
+  std::string tokenizerJson, tokenizerConfigJson;
+  /// Write a skeleton without the weight segment plus a manifest
+  /// (`<output>.weights.json`: layout and each weight's recipe over
+  /// checkpoint tensors) instead of the weights; bench/pack_deferred.py
+  /// builds the artifact from them and a checkpoint.
+  bool deferWeights = false;
+};
+
 /// Writes `program` as a .moec artifact at `outputPath` (atomically): model
 /// info from `config`/`configJson`, every planned weight streamed from
-/// `checkpoint`, the kernels' shared object, the entry points and the KV
-/// caches.
-/// `progress`, when set, is called after each weight with the bytes written
-/// so far and the total.
-using WeightProgress = std::function<void(uint64_t written, uint64_t total)>;
-llvm::Error writeCpuArtifact(const CpuProgram &program,
-                             const ModelConfig &config,
-                             llvm::StringRef configJson,
-                             const SafeTensorsCheckpoint &checkpoint,
-                             llvm::StringRef outputPath,
-                             const WeightProgress &progress = {},
-                             llvm::StringRef tokenizerJson = {},
-                             llvm::StringRef tokenizerConfigJson = {});
+/// `checkpoint`, the kernels (shared object or GPU binary), the entry points
+/// and the KV caches.
+llvm::Error writeArtifact(const CpuProgram &program, const ModelConfig &config,
+                          llvm::StringRef configJson,
+                          const SafeTensorsCheckpoint &checkpoint,
+                          llvm::StringRef outputPath,
+                          const ArtifactOutput &output);
 
 } // namespace cpu
 } // namespace moec

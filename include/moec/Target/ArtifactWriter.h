@@ -166,7 +166,22 @@ public:
     /// every weight (a copy of the file): pass suggestedTableReserve() for
     /// models whose table may exceed the default.
     uint64_t tableReserveBytes = 1 << 20;
+    /// Deferred weights: addWeight() does not call its writer (the weight
+    /// segment stays a hole, checksums are 0) and finish() publishes a
+    /// *skeleton*: the artifact with its weight segment cut out, i.e. bytes
+    /// [0, weights_offset) followed by the blob segment. A packer that
+    /// writes each weight at weights_offset + offset and the blobs at
+    /// blobs_offset rebuilds a runnable artifact (bench/pack_deferred.py).
+    bool deferWeights = false;
   };
+
+  /// Where finish() put the segments, and each weight's offset in its
+  /// segment (valid after a successful finish()).
+  struct Layout {
+    uint64_t weightsOffset, weightsSize, blobsOffset, blobsSize;
+    std::vector<uint64_t> weightOffsets;
+  };
+  const Layout &layout() const { return finalLayout; }
 
   /// A reservation comfortably above the table size of an artifact with
   /// `numWeights` weights, `numDispatches` dispatches over all entry points
@@ -261,6 +276,8 @@ private:
   uint64_t weightsOffset = 0;
   // Bytes of the weight segment written so far.
   uint64_t weightsSize = 0;
+  Layout finalLayout;
+  llvm::Error writeSkeleton(uint64_t blobsOffset, uint64_t blobsSize);
 
   bool hasModelInfo = false;
   ArtifactModelInfo modelInfo;

@@ -11,6 +11,10 @@
 #include "moec/Frontend/SafeTensors.h"
 #include "moec/Target/ArtifactWriter.h"
 
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+
 namespace moec::cpu {
 
 static ArtifactBinding toArtifact(const PlannedBinding &binding) {
@@ -31,13 +35,88 @@ static ArtifactBinding toArtifact(const PlannedBinding &binding) {
   return ArtifactBinding::tokenIds();
 }
 
-llvm::Error writeCpuArtifact(
-    const CpuProgram &program, const ModelConfig &config,
-    llvm::StringRef configJson, const SafeTensorsCheckpoint &checkpoint,
-    llvm::StringRef outputPath, const WeightProgress &progress,
-    llvm::StringRef tokenizerJson, llvm::StringRef tokenizerConfigJson) {
+// The recipe of a deferred weight, for the packer.
+static llvm::json::Value recipe(const WeightExpr &expr) {
+  auto list = [](const std::vector<WeightExpr> &operands) {
+    llvm::json::Array array;
+    for (const WeightExpr &operand : operands)
+      array.push_back(recipe(operand));
+    return array;
+  };
+  switch (expr.kind) {
+  case WeightExpr::Param:
+    return llvm::json::Object{{"param", expr.name}};
+  case WeightExpr::Stack:
+    return llvm::json::Object{{"stack", list(expr.operands)}};
+  case WeightExpr::Concat:
+    return llvm::json::Object{{"concat", list(expr.operands)}};
+  case WeightExpr::Slice:
+    return llvm::json::Object{{"slice", recipe(expr.operands[0])},
+                              {"dim", expr.dim},
+                              {"offset", expr.offset},
+                              {"size", expr.size}};
+  case WeightExpr::DequantizeFp8:
+    return llvm::json::Object{
+        {"dequantize_fp8",
+         llvm::json::Object{
+             {"weight", recipe(expr.operands[0])},
+             {"scale_inv", recipe(expr.operands[1])},
+             {"block", llvm::json::Array{expr.blockRows, expr.blockCols}}}}};
+  }
+  return nullptr;
+}
+
+static llvm::Error writeManifest(const CpuProgram &program,
+                                 const ArtifactBuilder::Layout &layout,
+                                 llvm::StringRef outputPath) {
+  llvm::json::Array weights;
+  for (auto [weight, offset] :
+       llvm::zip(program.weights, layout.weightOffsets)) {
+    llvm::json::Array shape;
+    for (int64_t dim : weight.shape)
+      shape.push_back(dim);
+    weights.push_back(llvm::json::Object{{"name", weight.name},
+                                         {"dtype", weight.isBf16 ? "bf16"
+                                                                 : "f32"},
+                                         {"shape", std::move(shape)},
+                                         {"offset", offset},
+                                         {"size", weight.bytes()},
+                                         {"source", recipe(weight.expr)}});
+  }
+  llvm::json::Object manifest{
+      {"format", "moec-deferred-weights-1"},
+      {"weights_offset", layout.weightsOffset},
+      {"weights_size", layout.weightsSize},
+      {"blobs_offset", layout.blobsOffset},
+      {"blobs_size", layout.blobsSize},
+      {"file_size", layout.blobsOffset + layout.blobsSize},
+      {"weights", std::move(weights)}};
+  std::string path = (outputPath + ".weights.json").str();
+  std::string tempPath = path + ".tmp";
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(tempPath, ec);
+    if (ec)
+      return llvm::createStringError(tempPath + ": " + ec.message());
+    os << llvm::formatv("{0:2}", llvm::json::Value(std::move(manifest)))
+       << "\n";
+    if (os.has_error())
+      return llvm::createStringError(tempPath + ": " + os.error().message());
+  }
+  if (std::error_code ec = llvm::sys::fs::rename(tempPath, path))
+    return llvm::createStringError(path + ": " + ec.message());
+  return llvm::Error::success();
+}
+
+llvm::Error writeArtifact(const CpuProgram &program, const ModelConfig &config,
+                          llvm::StringRef configJson,
+                          const SafeTensorsCheckpoint &checkpoint,
+                          llvm::StringRef outputPath,
+                          const ArtifactOutput &output) {
+  ArtifactBuilder::Options builderOptions;
+  builderOptions.deferWeights = output.deferWeights;
   llvm::Expected<std::unique_ptr<ArtifactBuilder>> created =
-      ArtifactBuilder::create(outputPath);
+      ArtifactBuilder::create(outputPath, builderOptions);
   if (!created)
     return created.takeError();
   ArtifactBuilder &builder = **created;
@@ -55,8 +134,8 @@ llvm::Error writeCpuArtifact(
                            [](const PlannedWeight &w) { return w.isBf16; });
   info.computeDType = bf16 ? ArtifactDType::BF16 : ArtifactDType::F32;
   info.configJson = configJson.str();
-  info.tokenizerJson = tokenizerJson.str();
-  info.tokenizerConfigJson = tokenizerConfigJson.str();
+  info.tokenizerJson = output.tokenizerJson;
+  info.tokenizerConfigJson = output.tokenizerConfigJson;
   builder.setModelInfo(std::move(info));
 
   // Weight indices are the plan's: added in order.
@@ -72,8 +151,8 @@ llvm::Error writeCpuArtifact(
     if (!index)
       return index.takeError();
     written += weight.bytes();
-    if (progress)
-      progress(written, total);
+    if (output.progress)
+      output.progress(written, total);
   }
   for (auto [layer, cache] : llvm::enumerate(program.kvCaches))
     builder.addKvCache(
@@ -116,7 +195,11 @@ llvm::Error writeCpuArtifact(
     }
     builder.addEntryPoint(std::move(entry));
   }
-  return builder.finish();
+  if (llvm::Error err = builder.finish())
+    return err;
+  if (output.deferWeights)
+    return writeManifest(program, builder.layout(), outputPath);
+  return llvm::Error::success();
 }
 
 } // namespace moec::cpu
