@@ -82,9 +82,15 @@ unsigned KernelLibrary::add(const std::string &key,
                             const std::string &body,
                             const std::string &warpBody) {
   auto [it, inserted] = byKey.try_emplace(key, kernels.size());
-  if (inserted)
+  if (inserted) {
+    // On the GPU, @copy is lane-cooperative: a body that calls it runs one
+    // warp per work item.
+    bool warpItems =
+        warpBody.empty() && body.find("@copy(") != std::string::npos;
     kernels.push_back({"k" + std::to_string(kernels.size()),
-                       llvm::SmallVector<Elt, 8>(bindings), body, warpBody});
+                       llvm::SmallVector<Elt, 8>(bindings), body, warpBody,
+                       warpItems});
+  }
   return it->second;
 }
 
@@ -148,9 +154,7 @@ $EXT8    return %r : vector<8xf32>
   }
   // dst[do : do + n] = src[so : so + n]
   func.func private @copy(%src: memref<?xf32>, %so: index, %dst: memref<?xf32>, %do: index, %n: index) $INTERNAL {
-    %c0 = arith.constant 0 : index
-    %c1 = arith.constant 1 : index
-    scf.for %i = %c0 to %n step %c1 {
+$COPYLOOP
       %s = arith.addi %so, %i : index
       %d = arith.addi %do, %i : index
       %v = memref.load %src[%s] : memref<?xf32>
@@ -161,12 +165,44 @@ $EXT8    return %r : vector<8xf32>
 )";
   for (const auto &entry : helperText)
     text += entry.second;
-  if (gpu)
+  if (gpu) {
+    // Butterfly sum over a warp: every lane gets the total.
+    text += R"(
+  func.func private @warp_sum(%s: f32) -> f32 $INTERNAL {
+    %width = arith.constant 32 : i32
+    %o16 = arith.constant 16 : i32
+    %o8 = arith.constant 8 : i32
+    %o4 = arith.constant 4 : i32
+    %o2 = arith.constant 2 : i32
+    %o1 = arith.constant 1 : i32
+    %p16, %v16 = gpu.shuffle xor %s, %o16, %width : f32
+    %s16 = arith.addf %s, %p16 : f32
+    %p8, %v8 = gpu.shuffle xor %s16, %o8, %width : f32
+    %s8 = arith.addf %s16, %p8 : f32
+    %p4, %v4 = gpu.shuffle xor %s8, %o4, %width : f32
+    %s4 = arith.addf %s8, %p4 : f32
+    %p2, %v2 = gpu.shuffle xor %s4, %o2, %width : f32
+    %s2 = arith.addf %s4, %p2 : f32
+    %p1, %v1 = gpu.shuffle xor %s2, %o1, %width : f32
+    %sum = arith.addf %s2, %p1 : f32
+    return %sum : f32
+  }
+)";
     for (const auto &entry : gpuHelperText)
       text += entry.second;
+  }
   for (const std::string &global : globals)
     text += global;
-  return subst(text, {{"INTERNAL", kInternal}});
+  // On the GPU a warp copies together: lane l copies every 32nd value
+  // (kernels calling @copy run one warp per work item).
+  const char *copyLoop = gpu ? R"(    %c32 = arith.constant 32 : index
+    %thread = gpu.thread_id x
+    %lane = arith.remui %thread, %c32 : index
+    scf.for %i = %lane to %n step %c32 {)"
+                             : R"(    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    scf.for %i = %c0 to %n step %c1 {)";
+  return subst(text, {{"INTERNAL", kInternal}, {"COPYLOOP", copyLoop}});
 }
 
 // Dot product of x[xo : xo + length] (f32) and w[wo : wo + length]: four
@@ -343,22 +379,7 @@ $WIDEN      %r = vector.fma %xv, %wv, %a : vector<8xf32>
       %r = math.fma %xs, %ws, %a : f32
       scf.yield %r : f32
     }
-    %width = arith.constant 32 : i32
-    %o16 = arith.constant 16 : i32
-    %o8 = arith.constant 8 : i32
-    %o4 = arith.constant 4 : i32
-    %o2 = arith.constant 2 : i32
-    %o1 = arith.constant 1 : i32
-    %p16, %v16 = gpu.shuffle xor %s, %o16, %width : f32
-    %s16 = arith.addf %s, %p16 : f32
-    %p8, %v8 = gpu.shuffle xor %s16, %o8, %width : f32
-    %s8 = arith.addf %s16, %p8 : f32
-    %p4, %v4 = gpu.shuffle xor %s8, %o4, %width : f32
-    %s4 = arith.addf %s8, %p4 : f32
-    %p2, %v2 = gpu.shuffle xor %s4, %o2, %width : f32
-    %s2 = arith.addf %s4, %p2 : f32
-    %p1, %v1 = gpu.shuffle xor %s2, %o1, %width : f32
-    %sum = arith.addf %s2, %p1 : f32
+    %sum = func.call @warp_sum(%s) : (f32) -> f32
     return %sum : f32
   }
 )",
@@ -454,6 +475,24 @@ std::string KernelLibrary::gpuModuleText() const {
                      "gpu.module @moec_kernels {\n" +
                      helpers(/*gpu=*/true);
   for (const Kernel &kernel : kernels) {
+    if (kernel.warpItems) {
+      // Every lane runs the body for the warp's item; its @copy calls
+      // split the values among the lanes.
+      Kernel warp = kernel;
+      std::string args, types;
+      for (auto [i, elt] : llvm::enumerate(kernel.bindings)) {
+        args += formatv("%b{0}, ", i).str();
+        types += formatv("memref<?x{0}>, ", eltName(elt)).str();
+      }
+      warp.warpBody =
+          formatv("      %next = arith.addi %item, %c1 : index\n"
+                  "      func.call @{0}_body({1}%T, %pos, %item, %next) : "
+                  "({2}index, index, index, index) -> ()\n",
+                  kernel.name, args, types)
+              .str();
+      text += bodyFunction(kernel) + warpKernel(warp);
+      continue;
+    }
     if (!kernel.warpBody.empty()) {
       text += warpKernel(kernel);
       continue;
@@ -513,6 +552,8 @@ std::string KernelLibrary::warpKernel(const Kernel &kernel) const {
     %warps = arith.constant {2} : index
     %T64 = memref.load %scal[%c0] : memref<?xi64>
     %T = arith.index_cast %T64 : i64 to index
+    %pos64 = memref.load %scal[%c1] : memref<?xi64>
+    %pos = arith.index_cast %pos64 : i64 to index
     %work = arith.index_cast %work64 : i64 to index
     %block = gpu.block_id x
     %thread = gpu.thread_id x
@@ -534,7 +575,7 @@ std::string KernelLibrary::warpKernel(const Kernel &kernel) const {
 std::vector<KernelLaunch> KernelLibrary::launches() const {
   std::vector<KernelLaunch> result;
   for (const Kernel &kernel : kernels)
-    result.push_back(kernel.warpBody.empty()
+    result.push_back(kernel.warpBody.empty() && !kernel.warpItems
                          ? KernelLaunch{128, 128}
                          : KernelLaunch{32 * kWarpsPerBlock, kWarpsPerBlock});
   return result;
@@ -566,7 +607,26 @@ unsigned KernelLibrary::embedding(Elt weight, int64_t vocab, int64_t hidden) {
     }
 )",
       {{"H", num(hidden)}, {"VMAX", num(vocab - 1)}, {"W", eltName(weight)}});
-  return add(body, {weight, Elt::I64, Elt::F32}, body);
+  // GPU: a warp per token, lanes copy every 32nd value.
+  std::string warpBody = subst(
+      R"(      %H = arith.constant $H : index
+      %vmax = arith.constant $VMAX : i64
+      %zero64 = arith.constant 0 : i64
+      %id0 = memref.load %b1[%item] : memref<?xi64>
+      %id1 = arith.maxsi %id0, %zero64 : i64
+      %id2 = arith.minsi %id1, %vmax : i64
+      %id = arith.index_cast %id2 : i64 to index
+      %src = arith.muli %id, %H : index
+      %dst = arith.muli %item, %H : index
+      scf.for %i = %lane to %H step %c32 {
+        %si = arith.addi %src, %i : index
+        %di = arith.addi %dst, %i : index
+        %v = func.call @ld_$W(%b0, %si) : (memref<?x$W>, index) -> f32
+        memref.store %v, %b2[%di] : memref<?xf32>
+      }
+)",
+      {{"H", num(hidden)}, {"VMAX", num(vocab - 1)}, {"W", eltName(weight)}});
+  return add(body, {weight, Elt::I64, Elt::F32}, body, warpBody);
 }
 
 // The normalization of row %o of `src` into `dst` with weight `w`:
@@ -579,6 +639,33 @@ static std::string normalizeRow(const char *src, const char *w,
       %var = arith.addf %mean, %eps : f32
       %inv = math.rsqrt %var : f32
       scf.for %i = %c0 to %H step %c1 {
+        %j = arith.addi %o, %i : index
+        %x = memref.load $SRC[%j] : memref<?xf32>
+        %w = memref.load $W[%i] : memref<?xf32>
+        %n = arith.mulf %x, %inv : f32
+        %y = arith.mulf %w, %n : f32
+        memref.store %y, $DST[%j] : memref<?xf32>
+      }
+)",
+      {{"SRC", src}, {"W", w}, {"DST", dst}});
+}
+
+// The same on the GPU, one warp per row: lane l handles values l, l + 32,
+// ... (only its own, so no lane reads another lane's stores).
+static std::string warpNormalizeRow(const char *src, const char *w,
+                                    const char *dst) {
+  return subst(
+      R"(      %part = scf.for %i = %lane to %H step %c32 iter_args(%a = %f0) -> (f32) {
+        %j = arith.addi %o, %i : index
+        %x = memref.load $SRC[%j] : memref<?xf32>
+        %r = math.fma %x, %x, %a : f32
+        scf.yield %r : f32
+      }
+      %ss = func.call @warp_sum(%part) : (f32) -> f32
+      %mean = arith.divf %ss, %Hf : f32
+      %var = arith.addf %mean, %eps : f32
+      %inv = math.rsqrt %var : f32
+      scf.for %i = %lane to %H step %c32 {
         %j = arith.addi %o, %i : index
         %x = memref.load $SRC[%j] : memref<?xf32>
         %w = memref.load $W[%i] : memref<?xf32>
@@ -606,7 +693,10 @@ unsigned KernelLibrary::rmsNorm(int64_t hidden, double eps) {
                      "    scf.for %r = %begin to %end step %c1 {\n"
                      "      %o = arith.muli %r, %H : index\n" +
                      normalizeRow("%b0", "%b1", "%b2") + "    }\n";
-  return add(body, {Elt::F32, Elt::F32, Elt::F32}, body);
+  std::string warpBody = normConstants(hidden, eps) +
+                         "      %o = arith.muli %item, %H : index\n" +
+                         warpNormalizeRow("%b0", "%b1", "%b2");
+  return add(body, {Elt::F32, Elt::F32, Elt::F32}, body, warpBody);
 }
 
 // Work: rows. sum = a + b; out = rms_norm(sum) * w.
@@ -623,7 +713,18 @@ unsigned KernelLibrary::addRmsNorm(int64_t hidden, double eps) {
       }
 )" + normalizeRow("%b3", "%b2", "%b4") +
                      "    }\n";
-  return add(body, {Elt::F32, Elt::F32, Elt::F32, Elt::F32, Elt::F32}, body);
+  std::string warpBody = normConstants(hidden, eps) +
+                         R"(      %o = arith.muli %item, %H : index
+      scf.for %i = %lane to %H step %c32 {
+        %j = arith.addi %o, %i : index
+        %a = memref.load %b0[%j] : memref<?xf32>
+        %b = memref.load %b1[%j] : memref<?xf32>
+        %s = arith.addf %a, %b : f32
+        memref.store %s, %b3[%j] : memref<?xf32>
+      }
+)" + warpNormalizeRow("%b3", "%b2", "%b4");
+  return add(body, {Elt::F32, Elt::F32, Elt::F32, Elt::F32, Elt::F32}, body,
+             warpBody);
 }
 
 // Work: elements. out = a (op) b.
@@ -1298,8 +1399,6 @@ unsigned KernelLibrary::attention(int64_t heads, int64_t kvHeads,
       %R = arith.constant $R : index
       %scale = arith.constant $SCALE : f32
       %lowest = arith.constant 0xFF7FFFFF : f32
-      %pos64 = memref.load %scal[%c1] : memref<?xi64>
-      %pos = arith.index_cast %pos64 : i64 to index
       %acc = memref.alloca() : memref<$Rxf32>
       scf.for %r = %c0 to %R step %c1 {
         memref.store %f0, %acc[%r] : memref<$Rxf32>

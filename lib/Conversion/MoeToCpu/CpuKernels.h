@@ -97,6 +97,9 @@ private:
     llvm::SmallVector<Elt, 8> bindings;
     std::string body; // function body text using %b0.. and %T %pos %begin %end
     std::string warpBody;
+    // GPU: one warp per work item runs `body` (set for bodies that call the
+    // lane-cooperative @copy).
+    bool warpItems = false;
   };
   std::vector<Kernel> kernels;
   llvm::StringMap<unsigned> byKey;
