@@ -98,7 +98,18 @@ cl::opt<std::string> target("target",
                             cl::init("cpu"), cl::sub(compileCommand),
                             cl::cat(moecCategory));
 
-enum class EmitKind { Moe, Mlir, Llvm, Asm, Obj, Nvvm, Ptx, Cubin, Fatbin, Artifact };
+enum class EmitKind {
+  Moe,
+  Mlir,
+  Llvm,
+  Asm,
+  Obj,
+  Nvvm,
+  Ptx,
+  Cubin,
+  Fatbin,
+  Artifact
+};
 cl::opt<EmitKind> emit(
     "emit", cl::desc("Where compilation stops"), cl::init(EmitKind::Artifact),
     cl::values(
@@ -336,7 +347,8 @@ int runCompile(mlir::MLIRContext &context) {
   bool cuda = parsed.kind == Target::Cuda;
   if (cuda && (emit == EmitKind::Asm || emit == EmitKind::Obj ||
                emit == EmitKind::Llvm))
-    fail("--emit=llvm/asm/obj are CPU outputs; for --target=cuda use --emit=ptx, "
+    fail("--emit=llvm/asm/obj are CPU outputs; for --target=cuda use "
+         "--emit=ptx, "
          "cubin, fatbin or nvvm");
   if (!cuda && (emit == EmitKind::Ptx || emit == EmitKind::Cubin ||
                 emit == EmitKind::Fatbin || emit == EmitKind::Nvvm))
@@ -414,9 +426,9 @@ int runCompile(mlir::MLIRContext &context) {
     // the driver JITs it at load.
     bool assemble = moec::cpu::hasCudaAssembler(options.cudaToolkit);
     moec::cpu::GpuEmit stage =
-        emit == EmitKind::Ptx     ? moec::cpu::GpuEmit::Ptx
-        : emit == EmitKind::Cubin ? moec::cpu::GpuEmit::Cubin
-        : emit == EmitKind::Nvvm  ? moec::cpu::GpuEmit::Nvvm
+        emit == EmitKind::Ptx                  ? moec::cpu::GpuEmit::Ptx
+        : emit == EmitKind::Cubin              ? moec::cpu::GpuEmit::Cubin
+        : emit == EmitKind::Nvvm               ? moec::cpu::GpuEmit::Nvvm
         : emit == EmitKind::Fatbin || assemble ? moec::cpu::GpuEmit::Fatbin
                                                : moec::cpu::GpuEmit::Ptx;
     if (emit == EmitKind::Artifact && !assemble && !quiet)

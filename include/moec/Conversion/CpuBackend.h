@@ -106,8 +106,8 @@ struct CpuProgram {
   std::string cpuName, cpuFeatures;
   // CUDA (options.cudaChip set): the kernel module is a gpu.module; the
   // binary is a fatbin, cubin or PTX and every kernel has a launch geometry.
-  std::string gpuTarget;  // "cuda:sm_90"
-  std::string gpuFormat;  // "fatbin", "cubin", "ptx"
+  std::string gpuTarget; // "cuda:sm_90"
+  std::string gpuFormat; // "fatbin", "cubin", "ptx"
   std::string gpuBinary;
   struct Launch {
     unsigned blockThreads, itemsPerBlock;

@@ -75,13 +75,13 @@ static llvm::Error writeManifest(const CpuProgram &program,
     llvm::json::Array shape;
     for (int64_t dim : weight.shape)
       shape.push_back(dim);
-    weights.push_back(llvm::json::Object{{"name", weight.name},
-                                         {"dtype", weight.isBf16 ? "bf16"
-                                                                 : "f32"},
-                                         {"shape", std::move(shape)},
-                                         {"offset", offset},
-                                         {"size", weight.bytes()},
-                                         {"source", recipe(weight.expr)}});
+    weights.push_back(
+        llvm::json::Object{{"name", weight.name},
+                           {"dtype", weight.isBf16 ? "bf16" : "f32"},
+                           {"shape", std::move(shape)},
+                           {"offset", offset},
+                           {"size", weight.bytes()},
+                           {"source", recipe(weight.expr)}});
   }
   llvm::json::Object manifest{
       {"format", "moec-deferred-weights-1"},
