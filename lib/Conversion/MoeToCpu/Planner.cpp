@@ -146,6 +146,8 @@ void ropeTables(moe::RopeOp op, std::vector<float> &invFreq,
 struct VirtualBinding {
   PlannedBinding::Kind kind;
   uint32_t index;
+  // Arena: bytes into the buffer (a view of part of it).
+  uint64_t byteOffset = 0;
 };
 
 struct VirtualDispatch {
@@ -471,11 +473,13 @@ llvm::Error Planner::planEntry(func::FuncOp func, int64_t entryMaxTokens) {
     planned.workPerToken = d.workPerToken;
     planned.workFixed = d.workFixed;
     planned.what = d.what;
-    for (const VirtualBinding &b : d.bindings)
+    for (const VirtualBinding &b : d.bindings) {
+      bool arena = b.kind == PlannedBinding::Arena;
       planned.bindings.push_back(
-          {b.kind, b.kind == PlannedBinding::Arena ? 0 : b.index,
-           b.kind == PlannedBinding::Arena ? offsets[b.index] : 0,
-           b.kind == PlannedBinding::Arena ? bufferBytes[b.index] : 0});
+          {b.kind, arena ? 0 : b.index,
+           arena ? offsets[b.index] + b.byteOffset : 0,
+           arena ? bufferBytes[b.index] - b.byteOffset : 0});
+    }
     entry.dispatches.push_back(std::move(planned));
   }
   program.entries.push_back(std::move(entry));
@@ -658,9 +662,20 @@ llvm::Error Planner::planOp(Operation *op) {
         ShapedType::isDynamic(slice.getStaticOffsets()[last]))
       return fail(op, "only static unit-stride slices are supported");
     int64_t inRow = source.getDimSize(last);
+    // One row (a single-token entry, nothing between the token and the
+    // sliced dimension): the slice is a contiguous part of its source, so
+    // it is a view, not a copy -- when it starts on a 16-byte boundary, as
+    // the GPU kernels' vector loads need.
+    VirtualBinding in = input(slice.getSource());
+    int64_t sliceOffset = slice.getStaticOffsets()[last];
+    if (maxTokens == 1 && perToken(slice.getSource()) == inRow &&
+        in.kind == PlannedBinding::Arena && sliceOffset % 4 == 0) {
+      in.byteOffset += 4 * static_cast<uint64_t>(sliceOffset);
+      bound[slice.getResult()] = in;
+      return llvm::Error::success();
+    }
     unsigned k = kernels.sliceColumns(inRow, slice.getStaticOffsets()[last],
                                       slice.getStaticSizes()[last]);
-    VirtualBinding in = input(slice.getSource());
     dispatch(k, {in, output(slice.getResult())},
              perToken(slice.getSource()) / inRow, 0, op);
     return llvm::Error::success();
