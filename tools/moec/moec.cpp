@@ -506,9 +506,15 @@ int runCompile(mlir::MLIRContext &context) {
       weightBytes += weight.bytes();
       parameters += weight.bytes() / (weight.isBf16 ? 2 : 4);
     }
+    auto perPosition = [](ArrayRef<int64_t> shape) -> uint64_t {
+      uint64_t count = shape.empty() ? 0 : 1;
+      for (int64_t dim : shape.drop_front())
+        count *= static_cast<uint64_t>(dim);
+      return count;
+    };
     for (const moec::cpu::PlannedKvCache &cache : program->kvCaches)
-      kvBytesPerToken += 4 * (cache.keyShape[1] * cache.keyShape[2] +
-                              cache.valueShape[1] * cache.valueShape[2]);
+      kvBytesPerToken +=
+          4 * (perPosition(cache.keyShape) + perPosition(cache.valueShape));
     uint64_t fileSize = 0;
     sys::fs::file_size(outputPath, fileSize);
     errs() << formatv("moec: wrote {0} ({1}) in {2:f2} s: {3} weights "

@@ -375,6 +375,68 @@ LogicalResult AttentionOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// moe.mla_attention
+//===----------------------------------------------------------------------===//
+
+LogicalResult MlaAttentionOp::verify() {
+  if (failed(expectRank(*this, getQuery(), 3, "query")) ||
+      failed(expectRank(*this, getLatent(), 2, "latent")) ||
+      failed(expectRank(*this, getKeyRope(), 2, "key rope")) ||
+      failed(expectRank(*this, getKvBWeight(), 2, "kv_b weight")) ||
+      failed(expectRank(*this, getLatentCache(), 2, "latent cache")) ||
+      failed(expectRank(*this, getRopeCache(), 2, "rope cache")) ||
+      failed(expectRank(*this, getResult(), 3, "result")) ||
+      failed(expectStatic(*this, getKvBWeight(), "kv_b weight")) ||
+      failed(expectStatic(*this, getLatentCache(), "latent cache")) ||
+      failed(expectStatic(*this, getRopeCache(), "rope cache")))
+    return failure();
+  RankedTensorType query = tensorType(getQuery());
+  RankedTensorType result = tensorType(getResult());
+  int64_t tokens = query.getDimSize(0);
+  int64_t heads = query.getDimSize(1);
+  int64_t queryDim = query.getDimSize(2);
+  int64_t valueDim = result.getDimSize(2);
+  int64_t nope = static_cast<int64_t>(getNopeDim());
+  int64_t rank = tensorType(getLatentCache()).getDimSize(1);
+  if (ShapedType::isDynamic(heads) || ShapedType::isDynamic(queryDim) ||
+      ShapedType::isDynamic(valueDim))
+    return emitOpError("head counts and head dimensions must be static");
+  if (nope <= 0 || nope >= queryDim)
+    return emitOpError() << "nope_dim (" << nope
+                         << ") must be in [1, query head dimension ("
+                         << queryDim << "))";
+  int64_t ropeDim = queryDim - nope;
+  if (failed(
+          expectDim(*this, getLatent(), 0, tokens, "latent", "query tokens")) ||
+      failed(expectDim(*this, getLatent(), 1, rank, "latent",
+                       "the latent cache width")) ||
+      failed(expectDim(*this, getKeyRope(), 0, tokens, "key rope",
+                       "query tokens")) ||
+      failed(expectDim(*this, getKeyRope(), 1, ropeDim, "key rope",
+                       "the query rope dimension")) ||
+      failed(expectDim(*this, getRopeCache(), 1, ropeDim, "rope cache",
+                       "the query rope dimension")) ||
+      failed(expectDim(*this, getKvBWeight(), 0, heads * (nope + valueDim),
+                       "kv_b weight", "heads * (nope_dim + value dim)")) ||
+      failed(expectDim(*this, getKvBWeight(), 1, rank, "kv_b weight",
+                       "the latent cache width")) ||
+      failed(
+          expectDim(*this, getResult(), 0, tokens, "result", "query tokens")) ||
+      failed(expectDim(*this, getResult(), 1, heads, "result", "query heads")))
+    return failure();
+  int64_t capacity = tensorType(getLatentCache()).getDimSize(0);
+  if (capacity != tensorType(getRopeCache()).getDimSize(0))
+    return emitOpError() << "latent cache capacity (" << capacity
+                         << ") differs from rope cache capacity ("
+                         << tensorType(getRopeCache()).getDimSize(0) << ")";
+  if (capacity <= 0)
+    return emitOpError("cache capacity must be positive");
+  if (!(getScale().convertToFloat() > 0.0f))
+    return emitOpError("scale must be positive");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // moe.router
 //===----------------------------------------------------------------------===//
 

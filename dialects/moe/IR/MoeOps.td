@@ -270,6 +270,67 @@ def Moe_AttentionOp : Moe_PureOp<"attention", [
   let hasVerifier = 1;
 }
 
+def Moe_MlaAttentionOp : Moe_PureOp<"mla_attention", [
+    AllTypesMatch<["latent_cache", "new_latent_cache"]>,
+    AllTypesMatch<["rope_cache", "new_rope_cache"]>]> {
+  let summary = "multi-head latent attention in DeepSeek's absorbed form";
+  let description = [{
+    DeepSeek-V2/V3 attention computed over the compressed cache, as DeepSeek's
+    inference code does in its "absorb" mode. The cache holds, per position,
+    only the normalized compressed KV (`latent`, `kv_lora_rank` values) and
+    the rotated rope key shared by all heads (`Dr` values), instead of
+    per-head keys and values.
+
+    `kv_b_weight : [H * (Dn + Dv), R]` is the checkpoint's `kv_b_proj`
+    weight: for head `h`, rows `h*(Dn+Dv) .. +Dn` are `W_UK[h]` (latent ->
+    key nope part) and the following `Dv` rows are `W_UV[h]` (latent ->
+    value). One call for `T` tokens at positions `start_pos ..`:
+
+    1. writes `latent[t]` and `key_rope[t]` into row `start_pos + t` of the
+       caches (functional update, like `moe.attention`);
+    2. for each token `t` and head `h`, with `q = query[t, h]`
+       (`[Dn + Dr]`, its last `Dr` values already rotated):
+       `q_lat = W_UK[h]^T q[:Dn]` (`[R]`),
+       `score_j = scale * (q_lat . latent_cache[j] + q[Dn:] . rope_cache[j])`
+       for `j` in `0 .. start_pos + t`,
+       `result[t, h] = W_UV[h] (softmax_j(score) latent_cache)`.
+
+    This equals `moe.attention` over keys `[W_UK[h] latent_j, rope_j]` and
+    values `W_UV[h] latent_j` (what the unabsorbed form caches), reassociated
+    so that no per-head key or value is materialized. Produced by
+    `--moe-fuse-attention`.
+
+    Shapes: `query : [T, H, Dn + Dr]`, `latent : [T, R]`,
+    `key_rope : [T, Dr]`, `kv_b_weight : [H * (Dn + Dv), R]`,
+    `latent_cache : [S, R]`, `rope_cache : [S, Dr]`, `result : [T, H, Dv]`.
+
+    Example:
+
+    ```mlir
+    %o, %lc2, %rc2 = moe.mla_attention %q, %latent, %k_rope, %kv_b
+        cache(%lc, %rc) at %pos nope(16) scale(0.2)
+        : tensor<?x4x24xf32>, tensor<?x32xf32>, tensor<?x8xf32>,
+          tensor<128x32xf32>, tensor<256x32xf32>, tensor<256x8xf32>
+          -> tensor<?x4x16xf32>
+    ```
+  }];
+  let arguments = (ins Moe_ActTensor:$query, Moe_ActTensor:$latent,
+                       Moe_ActTensor:$key_rope, Moe_ActTensor:$kv_b_weight,
+                       Moe_ActTensor:$latent_cache, Moe_ActTensor:$rope_cache,
+                       Index:$start_pos, I64Attr:$nope_dim, F32Attr:$scale);
+  let results = (outs Moe_ActTensor:$result, Moe_ActTensor:$new_latent_cache,
+                      Moe_ActTensor:$new_rope_cache);
+  let assemblyFormat = [{
+    $query `,` $latent `,` $key_rope `,` $kv_b_weight
+    `cache` `(` $latent_cache `,` $rope_cache `)` `at` $start_pos
+    `nope` `(` $nope_dim `)` `scale` `(` $scale `)` attr-dict `:`
+    type($query) `,` type($latent) `,` type($key_rope) `,`
+    type($kv_b_weight) `,` type($latent_cache) `,` type($rope_cache)
+    `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Mixture of experts
 //===----------------------------------------------------------------------===//

@@ -17,6 +17,44 @@ include "mlir/Pass/PassBase.td"
 // Fusion
 //===----------------------------------------------------------------------===//
 
+def MoeFuseAttentionPass : Pass<"moe-fuse-attention", "::mlir::ModuleOp"> {
+  let summary = "Absorb MLA's kv_b projection into attention over a latent "
+                "KV cache";
+  let description = [{
+    Rewrites DeepSeek-V2/V3 multi-head latent attention from the form the
+    importer produces (per-head keys and values expanded from the compressed
+    KV by `kv_b_proj`, cached per head) into `moe.mla_attention`, which
+    caches only the normalized compressed KV and the shared rope key and
+    applies `kv_b_proj`'s key part to the query and its value part to the
+    attention output (DeepSeek's "absorb" mode):
+    ```mlir
+    %kv = moe.linear %latent, %kv_b : tensor<?x32xf32>, tensor<128x32xf32> -> tensor<?x128xf32>
+    %e = tensor.expand_shape %kv [[0], [1, 2]] ... into tensor<?x4x32xf32>
+    %k_nope = tensor.extract_slice %e[0, 0, 0] [%T, 4, 16] [1, 1, 1] ...
+    %v = tensor.extract_slice %e[0, 0, 16] [%T, 4, 16] [1, 1, 1] ...
+    %k_rope_b = linalg.broadcast ins(%k_rope : tensor<?x8xf32>) outs(...) dimensions = [1]
+    %k = tensor.concat dim(2) %k_nope, %k_rope_b ...
+    %o, %kc2, %vc2 = moe.attention %q, %k, %v cache(%kc, %vc) at %pos scale(0.2) ...
+    ```
+    becomes
+    ```mlir
+    %o, %lc2, %rc2 = moe.mla_attention %q, %latent, %k_rope, %kv_b cache(%lc, %rc) at %pos nope(16) scale(0.2) ...
+    ```
+    and the layer's cache arguments of every entry point change from
+    `[S, H, Dn + Dr]` / `[S, H, Dv]` to `[S, kv_lora_rank]` / `[S, Dr]`:
+    for DeepSeek-V3, 512 + 64 values per token and layer instead of
+    128 x (192 + 128). A layer is rewritten only when the pattern matches in
+    every function that uses its caches (prefill and decode share them);
+    MHA/GQA attention and anything else is left alone.
+  }];
+  let options = [
+    Option<"absorbMla", "absorb-mla", "bool", /*default=*/"true",
+           "Rewrite MLA into moe.mla_attention over the latent cache">,
+  ];
+  let dependentDialects = ["::mlir::moe::MoeDialect",
+                           "::mlir::func::FuncDialect"];
+}
+
 def MoeFuseNormsPass : Pass<"moe-fuse-norms"> {
   let summary = "Fuse residual adds into the RMSNorm that consumes them";
   let description = [{

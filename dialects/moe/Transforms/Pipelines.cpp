@@ -11,6 +11,7 @@
 
 void mlir::moe::buildMoeOptimizationPipeline(OpPassManager &pm) {
   pm.addPass(createCanonicalizerPass());
+  pm.addPass(createMoeFuseAttentionPass());
   pm.addPass(createMoeFuseNormsPass());
   pm.addPass(createMoeFuseQkvPass());
   pm.addPass(createCSEPass());
@@ -20,7 +21,8 @@ void mlir::moe::registerMoePassesAndPipelines() {
   registerMoePasses();
   PassPipelineRegistration<>(
       "moe-optimize",
-      "The moe-to-moe pipeline of `moec compile` (canonicalize, fuse norms, "
+      "The moe-to-moe pipeline of `moec compile` (canonicalize, absorb MLA, "
+      "fuse norms, "
       "fuse sibling projections, cse)",
       [](OpPassManager &pm) { buildMoeOptimizationPipeline(pm); });
 }

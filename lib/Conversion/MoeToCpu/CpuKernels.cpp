@@ -1465,6 +1465,228 @@ unsigned KernelLibrary::attention(int64_t heads, int64_t kvHeads,
   return add(body, {Elt::F32, Elt::F32, Elt::F32, Elt::F32}, body, warpBody);
 }
 
+// Work: T * heads items (t, h). DeepSeek's absorbed MLA (see
+// moe.mla_attention): q_lat = W_UK[h]^T q_nope, online softmax over
+// q_lat . latent_j + q_rope . rope_j, then W_UV[h] times the weighted latent.
+unsigned KernelLibrary::mlaAttention(Elt weight, int64_t heads, int64_t nope,
+                                     int64_t rope, int64_t valueDim,
+                                     int64_t rank, double scale) {
+  std::vector<std::pair<std::string, std::string>> values = {
+      {"H", num(heads)},
+      {"DN", num(nope)},
+      {"DR", num(rope)},
+      {"DQ", num(nope + rope)},
+      {"DV", num(valueDim)},
+      {"R", num(rank)},
+      {"ROW", num(nope + valueDim)},
+      {"SCALE", f32Literal(scale)},
+      {"W", eltName(weight)}};
+  values.push_back({"DOTR", dot(Elt::F32, rank)});
+  values.push_back({"DOTP", dot(Elt::F32, rope)});
+  values.push_back({"DOTW", dot(weight, rank)});
+  std::string body = subst(R"(    %H = arith.constant $H : index
+    %DN = arith.constant $DN : index
+    %DR = arith.constant $DR : index
+    %DQ = arith.constant $DQ : index
+    %DV = arith.constant $DV : index
+    %R = arith.constant $R : index
+    %ROW = arith.constant $ROW : index
+    %scale = arith.constant $SCALE : f32
+    %lowest = arith.constant 0xFF7FFFFF : f32
+    scf.for %item = %begin to %end step %c1 {
+      %t = arith.divui %item, %H : index
+      %h = arith.remui %item, %H : index
+      %qo = arith.muli %item, %DQ : index
+      %hrow = arith.muli %h, %ROW : index
+      %qlat = memref.alloca() : memref<$Rxf32>
+      %acc = memref.alloca() : memref<$Rxf32>
+      scf.for %c = %c0 to %R step %c1 {
+        memref.store %f0, %qlat[%c] : memref<$Rxf32>
+        memref.store %f0, %acc[%c] : memref<$Rxf32>
+      }
+      scf.for %d = %c0 to %DN step %c1 {
+        %qi = arith.addi %qo, %d : index
+        %qd = memref.load %b0[%qi] : memref<?xf32>
+        %wr = arith.addi %hrow, %d : index
+        %wo = arith.muli %wr, %R : index
+        scf.for %c = %c0 to %R step %c1 {
+          %wi = arith.addi %wo, %c : index
+          %w = func.call @ld_$W(%b1, %wi) : (memref<?x$W>, index) -> f32
+          %a = memref.load %qlat[%c] : memref<$Rxf32>
+          %r = math.fma %qd, %w, %a : f32
+          memref.store %r, %qlat[%c] : memref<$Rxf32>
+        }
+      }
+      %qlatd = memref.cast %qlat : memref<$Rxf32> to memref<?xf32>
+      %accd = memref.cast %acc : memref<$Rxf32> to memref<?xf32>
+      %qro = arith.addi %qo, %DN : index
+      %p = arith.addi %pos, %t : index
+      %n = arith.addi %p, %c1 : index
+      %ms:2 = scf.for %j = %c0 to %n step %c1 iter_args(%m = %lowest, %l = %f0) -> (f32, f32) {
+        %lo = arith.muli %j, %R : index
+        %ro = arith.muli %j, %DR : index
+        %dl = func.call $DOTR(%qlatd, %c0, %b2, %lo) : (memref<?xf32>, index, memref<?xf32>, index) -> f32
+        %dp = func.call $DOTP(%b0, %qro, %b3, %ro) : (memref<?xf32>, index, memref<?xf32>, index) -> f32
+        %d = arith.addf %dl, %dp : f32
+        %s = arith.mulf %d, %scale : f32
+        %m2 = arith.maximumf %m, %s : f32
+        %dm = arith.subf %m, %m2 : f32
+        %corr = math.exp %dm : f32
+        %ds = arith.subf %s, %m2 : f32
+        %pr = math.exp %ds : f32
+        %lc = arith.mulf %l, %corr : f32
+        %l2 = arith.addf %lc, %pr : f32
+        scf.for %c = %c0 to %R step %c1 {
+          %a = memref.load %acc[%c] : memref<$Rxf32>
+          %li = arith.addi %lo, %c : index
+          %v = memref.load %b2[%li] : memref<?xf32>
+          %ac = arith.mulf %a, %corr : f32
+          %na = math.fma %pr, %v, %ac : f32
+          memref.store %na, %acc[%c] : memref<$Rxf32>
+        }
+        scf.yield %m2, %l2 : f32, f32
+      }
+      %oo = arith.muli %item, %DV : index
+      %vrow = arith.addi %hrow, %DN : index
+      scf.for %d = %c0 to %DV step %c1 {
+        %wr = arith.addi %vrow, %d : index
+        %wo = arith.muli %wr, %R : index
+        %o = func.call $DOTW(%accd, %c0, %b1, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+        %on = arith.divf %o, %ms#1 : f32
+        %oi = arith.addi %oo, %d : index
+        memref.store %on, %b4[%oi] : memref<?xf32>
+      }
+    }
+)",
+                           values);
+  // GPU: a warp per (token, head); lane l owns latent columns l, l + 32, ...
+  // of q_lat and of the weighted latent (registers once the constant-trip
+  // loops over them unroll).
+  values.push_back({"RL", num((rank + 31) / 32)});
+  std::string warpBody = subst(R"(      %H = arith.constant $H : index
+      %DN = arith.constant $DN : index
+      %DR = arith.constant $DR : index
+      %DQ = arith.constant $DQ : index
+      %DV = arith.constant $DV : index
+      %R = arith.constant $R : index
+      %RL = arith.constant $RL : index
+      %ROW = arith.constant $ROW : index
+      %scale = arith.constant $SCALE : f32
+      %lowest = arith.constant 0xFF7FFFFF : f32
+      %t = arith.divui %item, %H : index
+      %h = arith.remui %item, %H : index
+      %qo = arith.muli %item, %DQ : index
+      %hrow = arith.muli %h, %ROW : index
+      %qlat = memref.alloca() : memref<$RLxf32>
+      %acc = memref.alloca() : memref<$RLxf32>
+      scf.for %r = %c0 to %RL step %c1 {
+        memref.store %f0, %qlat[%r] : memref<$RLxf32>
+        memref.store %f0, %acc[%r] : memref<$RLxf32>
+      }
+      scf.for %d = %c0 to %DN step %c1 {
+        %qi = arith.addi %qo, %d : index
+        %qd = memref.load %b0[%qi] : memref<?xf32>
+        %wr = arith.addi %hrow, %d : index
+        %wo = arith.muli %wr, %R : index
+        scf.for %r = %c0 to %RL step %c1 {
+          %r32 = arith.muli %r, %c32 : index
+          %c = arith.addi %r32, %lane : index
+          %valid = arith.cmpi ult, %c, %R : index
+          scf.if %valid {
+            %wi = arith.addi %wo, %c : index
+            %w = func.call @ld_$W(%b1, %wi) : (memref<?x$W>, index) -> f32
+            %a = memref.load %qlat[%r] : memref<$RLxf32>
+            %x = math.fma %qd, %w, %a : f32
+            memref.store %x, %qlat[%r] : memref<$RLxf32>
+          }
+        }
+      }
+      %qro = arith.addi %qo, %DN : index
+      %p = arith.addi %pos, %t : index
+      %n = arith.addi %p, %c1 : index
+      %ms:2 = scf.for %j = %c0 to %n step %c1 iter_args(%m = %lowest, %l = %f0) -> (f32, f32) {
+        %lo = arith.muli %j, %R : index
+        %ro = arith.muli %j, %DR : index
+        %pl = scf.for %r = %c0 to %RL step %c1 iter_args(%a = %f0) -> (f32) {
+          %r32 = arith.muli %r, %c32 : index
+          %c = arith.addi %r32, %lane : index
+          %valid = arith.cmpi ult, %c, %R : index
+          %x = scf.if %valid -> (f32) {
+            %li = arith.addi %lo, %c : index
+            %v = memref.load %b2[%li] : memref<?xf32>
+            %q = memref.load %qlat[%r] : memref<$RLxf32>
+            %y = math.fma %q, %v, %a : f32
+            scf.yield %y : f32
+          } else {
+            scf.yield %a : f32
+          }
+          scf.yield %x : f32
+        }
+        %part = scf.for %e = %lane to %DR step %c32 iter_args(%a = %pl) -> (f32) {
+          %qi = arith.addi %qro, %e : index
+          %ri = arith.addi %ro, %e : index
+          %q = memref.load %b0[%qi] : memref<?xf32>
+          %k = memref.load %b3[%ri] : memref<?xf32>
+          %y = math.fma %q, %k, %a : f32
+          scf.yield %y : f32
+        }
+        %d = func.call @warp_sum(%part) : (f32) -> f32
+        %s = arith.mulf %d, %scale : f32
+        %m2 = arith.maximumf %m, %s : f32
+        %dm = arith.subf %m, %m2 : f32
+        %corr = math.exp %dm : f32
+        %ds = arith.subf %s, %m2 : f32
+        %pr = math.exp %ds : f32
+        %lc = arith.mulf %l, %corr : f32
+        %l2 = arith.addf %lc, %pr : f32
+        scf.for %r = %c0 to %RL step %c1 {
+          %r32 = arith.muli %r, %c32 : index
+          %c = arith.addi %r32, %lane : index
+          %valid = arith.cmpi ult, %c, %R : index
+          scf.if %valid {
+            %li = arith.addi %lo, %c : index
+            %v = memref.load %b2[%li] : memref<?xf32>
+            %a = memref.load %acc[%r] : memref<$RLxf32>
+            %ac = arith.mulf %a, %corr : f32
+            %na = math.fma %pr, %v, %ac : f32
+            memref.store %na, %acc[%r] : memref<$RLxf32>
+          }
+        }
+        scf.yield %m2, %l2 : f32, f32
+      }
+      %oo = arith.muli %item, %DV : index
+      %vrow = arith.addi %hrow, %DN : index
+      scf.for %d = %c0 to %DV step %c1 {
+        %wr = arith.addi %vrow, %d : index
+        %wo = arith.muli %wr, %R : index
+        %part = scf.for %r = %c0 to %RL step %c1 iter_args(%a = %f0) -> (f32) {
+          %r32 = arith.muli %r, %c32 : index
+          %c = arith.addi %r32, %lane : index
+          %valid = arith.cmpi ult, %c, %R : index
+          %x = scf.if %valid -> (f32) {
+            %wi = arith.addi %wo, %c : index
+            %w = func.call @ld_$W(%b1, %wi) : (memref<?x$W>, index) -> f32
+            %v = memref.load %acc[%r] : memref<$RLxf32>
+            %y = math.fma %w, %v, %a : f32
+            scf.yield %y : f32
+          } else {
+            scf.yield %a : f32
+          }
+          scf.yield %x : f32
+        }
+        %o = func.call @warp_sum(%part) : (f32) -> f32
+        scf.if %lead {
+          %on = arith.divf %o, %ms#1 : f32
+          %oi = arith.addi %oo, %d : index
+          memref.store %on, %b4[%oi] : memref<?xf32>
+        }
+      }
+)",
+                               values);
+  return add(body, {Elt::F32, weight, Elt::F32, Elt::F32, Elt::F32}, body,
+             warpBody);
+}
+
 // Work: rows.
 unsigned KernelLibrary::sliceColumns(int64_t inRow, int64_t offset,
                                      int64_t size) {

@@ -63,6 +63,10 @@ public:
   unsigned rope(int64_t heads, int64_t dim, bool interleaved,
                 llvm::ArrayRef<float> invFreq, double attentionFactor);
   unsigned kvWrite(int64_t kvHeads, int64_t keyDim, int64_t valueDim);
+  /// Absorbed MLA (moe.mla_attention) over latent/rope caches; bindings
+  /// (query, kv_b weight, latent cache, rope cache, result).
+  unsigned mlaAttention(Elt weight, int64_t heads, int64_t nope, int64_t rope,
+                        int64_t valueDim, int64_t rank, double scale);
   unsigned attention(int64_t heads, int64_t kvHeads, int64_t keyDim,
                      int64_t valueDim, double scale);
   /// out[r, :] = in[r, offset : offset + size] for rows of `inRow` values.

@@ -651,6 +651,32 @@ llvm::Error Planner::planOp(Operation *op) {
     bound[attn.getNewValueCache()] = vc;
     return llvm::Error::success();
   }
+  if (auto mla = dyn_cast<moe::MlaAttentionOp>(op)) {
+    auto query = tensorType(mla.getQuery()),
+         result = tensorType(mla.getResult());
+    int64_t heads = query.getDimSize(1);
+    int64_t nope = static_cast<int64_t>(mla.getNopeDim());
+    int64_t rope = query.getDimSize(2) - nope;
+    int64_t rank = tensorType(mla.getLatentCache()).getDimSize(1);
+    VirtualBinding lc = input(mla.getLatentCache()),
+                   rc = input(mla.getRopeCache());
+    if (lc.kind != PlannedBinding::KeyCache ||
+        rc.kind != PlannedBinding::ValueCache)
+      return fail(op, "caches must be the entry point's cache arguments");
+    // The latent and the rope key are one "head" of a KV write.
+    dispatch(kernels.kvWrite(1, rank, rope),
+             {input(mla.getLatent()), input(mla.getKeyRope()), lc, rc}, 1, 0,
+             op);
+    dispatch(kernels.mlaAttention(weightElt(), heads, nope, rope,
+                                  result.getDimSize(2), rank,
+                                  mla.getScale().convertToDouble()),
+             {input(mla.getQuery()), w(mla.getKvBWeight()), lc, rc,
+              output(mla.getResult())},
+             heads, 0, op);
+    bound[mla.getNewLatentCache()] = lc;
+    bound[mla.getNewRopeCache()] = rc;
+    return llvm::Error::success();
+  }
   if (auto slice = dyn_cast<tensor::ExtractSliceOp>(op)) {
     auto source = tensorType(slice.getSource());
     int64_t last = source.getRank() - 1;
