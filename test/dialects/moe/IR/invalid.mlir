@@ -542,3 +542,43 @@ func.func @fp8_result_shape(%q: tensor<300x200xf8E4M3FN>, %s: tensor<3x2xf32>) {
   %w = moe.dequantize_fp8 %q, %s block(128, 128) : tensor<300x200xf8E4M3FN>, tensor<3x2xf32> -> tensor<200x300xbf16>
   return
 }
+
+// -----
+
+func.func @mla_nope(%q: tensor<?x4x24xf32>, %lat: tensor<?x32xf32>, %kr: tensor<?x8xf32>, %w: tensor<128x32xf32>, %lc: tensor<256x32xf32>, %rc: tensor<256x8xf32>, %p: index) {
+  // expected-error @+1 {{nope_dim (24) must be in [1, query head dimension (24))}}
+  %o, %a, %b = moe.mla_attention %q, %lat, %kr, %w cache(%lc, %rc) at %p nope(24) scale(0.25) : tensor<?x4x24xf32>, tensor<?x32xf32>, tensor<?x8xf32>, tensor<128x32xf32>, tensor<256x32xf32>, tensor<256x8xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @mla_rope(%q: tensor<?x4x24xf32>, %lat: tensor<?x32xf32>, %kr: tensor<?x4xf32>, %w: tensor<128x32xf32>, %lc: tensor<256x32xf32>, %rc: tensor<256x8xf32>, %p: index) {
+  // expected-error @+1 {{key rope dimension 1 (4) does not match the query rope dimension (8)}}
+  %o, %a, %b = moe.mla_attention %q, %lat, %kr, %w cache(%lc, %rc) at %p nope(16) scale(0.25) : tensor<?x4x24xf32>, tensor<?x32xf32>, tensor<?x4xf32>, tensor<128x32xf32>, tensor<256x32xf32>, tensor<256x8xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @mla_kvb(%q: tensor<?x4x24xf32>, %lat: tensor<?x32xf32>, %kr: tensor<?x8xf32>, %w: tensor<96x32xf32>, %lc: tensor<256x32xf32>, %rc: tensor<256x8xf32>, %p: index) {
+  // expected-error @+1 {{kv_b weight dimension 0 (96) does not match heads * (nope_dim + value dim) (128)}}
+  %o, %a, %b = moe.mla_attention %q, %lat, %kr, %w cache(%lc, %rc) at %p nope(16) scale(0.25) : tensor<?x4x24xf32>, tensor<?x32xf32>, tensor<?x8xf32>, tensor<96x32xf32>, tensor<256x32xf32>, tensor<256x8xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @mla_latent(%q: tensor<?x4x24xf32>, %lat: tensor<?x16xf32>, %kr: tensor<?x8xf32>, %w: tensor<128x32xf32>, %lc: tensor<256x32xf32>, %rc: tensor<256x8xf32>, %p: index) {
+  // expected-error @+1 {{latent dimension 1 (16) does not match the latent cache width (32)}}
+  %o, %a, %b = moe.mla_attention %q, %lat, %kr, %w cache(%lc, %rc) at %p nope(16) scale(0.25) : tensor<?x4x24xf32>, tensor<?x16xf32>, tensor<?x8xf32>, tensor<128x32xf32>, tensor<256x32xf32>, tensor<256x8xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @mla_capacity(%q: tensor<?x4x24xf32>, %lat: tensor<?x32xf32>, %kr: tensor<?x8xf32>, %w: tensor<128x32xf32>, %lc: tensor<256x32xf32>, %rc: tensor<128x8xf32>, %p: index) {
+  // expected-error @+1 {{latent cache capacity (256) differs from rope cache capacity (128)}}
+  %o, %a, %b = moe.mla_attention %q, %lat, %kr, %w cache(%lc, %rc) at %p nope(16) scale(0.25) : tensor<?x4x24xf32>, tensor<?x32xf32>, tensor<?x8xf32>, tensor<128x32xf32>, tensor<256x32xf32>, tensor<128x8xf32> -> tensor<?x4x16xf32>
+  return
+}

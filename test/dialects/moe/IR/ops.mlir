@@ -126,3 +126,13 @@ func.func @fp8_weights() -> tensor<300x200xbf16> {
   %w = moe.dequantize_fp8 %q, %s block(128, 128) : tensor<300x200xf8E4M3FN>, tensor<3x2xf32> -> tensor<300x200xbf16>
   return %w : tensor<300x200xbf16>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @mla_attention
+func.func @mla_attention(%q: tensor<?x4x24xf32>, %lat: tensor<?x32xf32>, %kr: tensor<?x8xf32>, %w: tensor<128x32xbf16>, %lc: tensor<256x32xf32>, %rc: tensor<256x8xf32>, %pos: index) -> tensor<?x4x16xf32> {
+  // CHECK: %{{.+}}, %{{.+}}, %{{.+}} = moe.mla_attention %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}} cache(%{{.+}}, %{{.+}}) at %{{.+}} nope(16) scale(2.500000e-01)
+  %o, %lc2, %rc2 = moe.mla_attention %q, %lat, %kr, %w cache(%lc, %rc) at %pos nope(16) scale(0.25)
+      : tensor<?x4x24xf32>, tensor<?x32xf32>, tensor<?x8xf32>, tensor<128x32xbf16>, tensor<256x32xf32>, tensor<256x8xf32> -> tensor<?x4x16xf32>
+  return %o : tensor<?x4x16xf32>
+}
