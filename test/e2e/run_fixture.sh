@@ -3,10 +3,11 @@
 # checkpoint, run the fixture's prompt with greedy decoding, compare prefill
 # and generation logits with transformers' (moec-check-fixture prints max
 # |dlogit|).
-# Usage: run_fixture.sh BIN_DIR FIXTURE_DIR DTYPE WORK_DIR [cpu|cuda]
+# Usage: run_fixture.sh BIN_DIR FIXTURE_DIR DTYPE WORK_DIR [cpu|cuda [FLAGS]]
+# FLAGS: extra `moec compile` flags, e.g. --disable-pass=moe-fuse-attention.
 # Exits 77 (skipped) for cuda on a machine without an NVIDIA GPU.
 set -euo pipefail
-bin=$1 fixture=$2 dtype=$3 work=$4 device=${5:-cpu}
+bin=$1 fixture=$2 dtype=$3 work=$4 device=${5:-cpu} flags=${6:-}
 if [[ $device == cuda ]] && ! [[ -e /dev/nvidia0 ]]; then
   echo "no NVIDIA GPU (/dev/nvidia0): skipped"
   exit 77
@@ -15,7 +16,7 @@ target=$device
 [[ $device == cuda ]] && target=cuda:${MOEC_CUDA_CHIP:-sm_90}
 rm -rf "$work" && mkdir -p "$work"
 "$bin/moec" compile "$fixture" --target="$target" --dtype="$dtype" \
-  --prefill-chunk=32 --quiet -o "$work/model.moec"
+  --prefill-chunk=32 --quiet $flags -o "$work/model.moec"
 prompt=$("$bin/moec-check-fixture" "$fixture" --print prompt)
 steps=$("$bin/moec-check-fixture" "$fixture" --print steps)
 "$bin/moec-run" "$work/model.moec" --prompt-tokens "$prompt" -n "$steps" \

@@ -129,6 +129,12 @@ cl::opt<EmitKind> emit(
                    "a deployable .moec artifact")),
     cl::sub(compileCommand), cl::cat(moecCategory));
 
+cl::list<std::string> disabledPasses(
+    "disable-pass",
+    cl::desc("Leave this pass out of the moe pipeline (repeatable; e.g. "
+             "moe-fuse-attention)"),
+    cl::value_desc("name"), cl::sub(compileCommand), cl::cat(moecCategory));
+
 enum class WeightsMode { Embedded, Deferred };
 cl::opt<WeightsMode> weightsMode(
     "weights", cl::desc("Where the artifact's weights go"),
@@ -390,7 +396,11 @@ int runCompile(mlir::MLIRContext &context) {
   };
   mlir::PassManager pm(&context);
   instrument(pm, "");
-  mlir::moe::buildMoeOptimizationPipeline(pm);
+  for (const std::string &name : disabledPasses)
+    if (!llvm::is_contained(mlir::moe::moeOptimizationPassNames(), name))
+      fail("--disable-pass=" + name + ": not a pass of the moe pipeline (" +
+           join(mlir::moe::moeOptimizationPassNames(), ", ") + ")");
+  mlir::moe::buildMoeOptimizationPipeline(pm, disabledPasses);
   if (mlir::failed(pm.run(*module)))
     fail("the moe optimization pipeline failed on " + inputPath);
   progress.phase("import+optimize");

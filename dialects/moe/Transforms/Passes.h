@@ -23,7 +23,12 @@ namespace mlir::moe {
 /// order: canonicalize, --moe-fuse-norms, --moe-fuse-qkv, cse. Later fusion
 /// passes (attention, experts) slot in here. Also registered as
 /// `--moe-optimize`.
-void buildMoeOptimizationPipeline(OpPassManager &pm);
+/// The moe-to-moe pipeline of `moec compile`, without the passes named in
+/// `disabled` (by their command-line argument).
+void buildMoeOptimizationPipeline(OpPassManager &pm,
+                                  llvm::ArrayRef<std::string> disabled = {});
+/// The arguments of the passes in that pipeline, in order.
+llvm::ArrayRef<llvm::StringRef> moeOptimizationPassNames();
 
 /// Registers the passes and the `moe-optimize` pipeline.
 void registerMoePassesAndPipelines();

@@ -9,12 +9,28 @@
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
 
-void mlir::moe::buildMoeOptimizationPipeline(OpPassManager &pm) {
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createMoeFuseAttentionPass());
-  pm.addPass(createMoeFuseNormsPass());
-  pm.addPass(createMoeFuseQkvPass());
-  pm.addPass(createCSEPass());
+llvm::ArrayRef<llvm::StringRef> mlir::moe::moeOptimizationPassNames() {
+  static const llvm::StringRef names[] = {"canonicalize", "moe-fuse-attention",
+                                          "moe-fuse-norms", "moe-fuse-qkv",
+                                          "cse"};
+  return names;
+}
+
+void mlir::moe::buildMoeOptimizationPipeline(
+    OpPassManager &pm, llvm::ArrayRef<std::string> disabled) {
+  auto enabled = [&](llvm::StringRef name) {
+    return !llvm::is_contained(disabled, name);
+  };
+  if (enabled("canonicalize"))
+    pm.addPass(createCanonicalizerPass());
+  if (enabled("moe-fuse-attention"))
+    pm.addPass(createMoeFuseAttentionPass());
+  if (enabled("moe-fuse-norms"))
+    pm.addPass(createMoeFuseNormsPass());
+  if (enabled("moe-fuse-qkv"))
+    pm.addPass(createMoeFuseQkvPass());
+  if (enabled("cse"))
+    pm.addPass(createCSEPass());
 }
 
 void mlir::moe::registerMoePassesAndPipelines() {
