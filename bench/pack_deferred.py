@@ -28,7 +28,7 @@ reverse mapping: `mlp.experts.gate_up_proj` [E, 2I, H], `mlp.experts.down_proj`
 [E, H, I]) are read through a fallback for the per-expert names.
 
 Needs numpy only (torch only for in-memory torch tensors, see TorchSource).
-Usage: pack_deferred.py SKEL.moec CKPT_DIR OUT.moec [--jobs N]
+Usage: pack_deferred.py SKEL.moec CKPT_DIR OUT.moec [--jobs N] [--check]
 Importable: pack(skel, source_or_dir, out, jobs=4, log=print).
 """
 import argparse
@@ -426,9 +426,10 @@ def copy_range(src_fd, dst_fd, src_off, dst_off, n, chunk=64 << 20):
         n -= len(data)
 
 
-def pack(skel, source, out, jobs=4, log=print):
+def pack(skel, source, out, jobs=4, log=print, check_only=False):
     """Writes OUT from SKEL + its sidecar + source (a checkpoint directory or a
-    *Source object). Returns a summary dict."""
+    *Source object). Returns a summary dict. check_only: validate the layout
+    and every source expression against the tensors' headers, write nothing."""
     t0 = time.time()
     side = load_sidecar(skel)
     weights = check_layout(skel, side)
@@ -450,6 +451,9 @@ def pack(skel, source, out, jobs=4, log=print):
         plan.append((x, expr))
     if resolver.fallbacks:
         log(f"pack: {resolver.fallbacks} per-expert tensors read from fused experts tensors")
+    if check_only:
+        log(f"pack: {len(plan)} weights check out against the source")
+        return {"weights": len(plan), "fused_fallbacks": resolver.fallbacks}
 
     W, S, B = side["weights_offset"], side["weights_size"], side["blobs_offset"]
     tmp = f"{out}.tmp-{os.getpid()}"
@@ -684,10 +688,12 @@ def main():
     parser.add_argument("checkpoint", help="checkpoint directory or .safetensors file")
     parser.add_argument("out", help="the artifact to write")
     parser.add_argument("--jobs", type=int, default=4, help="weights packed in parallel")
+    parser.add_argument("--check", action="store_true",
+                        help="only check the sidecar against the checkpoint's headers")
     args = parser.parse_args()
     try:
         pack(args.skeleton, args.checkpoint, args.out, args.jobs,
-             log=lambda *a, **k: print(*a, file=sys.stderr, **k))
+             log=lambda *a, **k: print(*a, file=sys.stderr, **k), check_only=args.check)
     except PackError as e:
         sys.exit(f"pack_deferred: error: {e}")
 
