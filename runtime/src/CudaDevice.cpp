@@ -8,8 +8,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string_view>
 
 namespace moec::runtime {
@@ -384,6 +386,12 @@ Status CudaSession::create(const CudaModel &model, const ArtifactFile &file,
   session->vocab = file.model().vocab_size();
   const char *graphs = std::getenv("MOEC_CUDA_GRAPHS");
   session->useGraphs = !(graphs && std::string_view(graphs) == "0");
+  // MOEC_PROFILE=1: time every dispatch with events (no graphs) and print
+  // the time per kernel when the session ends.
+  const char *profile = std::getenv("MOEC_PROFILE");
+  session->profile = profile && std::string_view(profile) == "1";
+  if (session->profile)
+    session->useGraphs = false;
   MOEC_RETURN_IF_ERROR(driver.check(
       driver.cuStreamCreate(&session->stream, CU_STREAM_NON_BLOCKING),
       "cuStreamCreate"));
@@ -462,6 +470,7 @@ Status CudaSession::prepare(const fb::EntryPoint &entry, Prepared &prepared) {
     prepared.steps.emplace_back();
     Step &step = prepared.steps.back();
     step.kernel = &model->kernel(dispatch->executable(), dispatch->kernel());
+    step.kernelIndex = dispatch->kernel();
     step.perToken = dispatch->work() ? dispatch->work()->per_token() : 0;
     step.fixed = dispatch->work() ? dispatch->work()->fixed() : 0;
     step.work = 0;
@@ -498,7 +507,18 @@ Status CudaSession::prepare(const fb::EntryPoint &entry, Prepared &prepared) {
 
 Status CudaSession::launch(Prepared &prepared, int64_t tokens) {
   const Driver &driver = model->driver();
-  for (Step &step : prepared.steps) {
+  if (profile && prepared.events.empty()) {
+    prepared.events.resize(prepared.steps.size() + 1);
+    for (cuda::CUevent &event : prepared.events)
+      MOEC_RETURN_IF_ERROR(
+          driver.check(driver.cuEventCreate(&event, 0), "cuEventCreate"));
+    prepared.milliseconds.assign(prepared.steps.size(), 0.0);
+    prepared.launches.assign(prepared.steps.size(), 0);
+  }
+  for (size_t i = 0; i < prepared.steps.size(); ++i) {
+    Step &step = prepared.steps[i];
+    if (profile)
+      driver.cuEventRecord(prepared.events[i], stream);
     step.work = step.perToken * tokens + step.fixed;
     if (step.work == 0)
       continue;
@@ -516,8 +536,51 @@ Status CudaSession::launch(Prepared &prepared, int64_t tokens) {
                               1, kernel.blockThreads, 1, 1, 0, stream,
                               step.params.data(), nullptr),
         "cuLaunchKernel"));
+    if (profile)
+      ++prepared.launches[i];
   }
+  if (profile)
+    driver.cuEventRecord(prepared.events.back(), stream);
   return Status();
+}
+
+void CudaSession::collectProfile(Prepared &prepared) {
+  const Driver &driver = model->driver();
+  for (size_t i = 0; i < prepared.steps.size(); ++i) {
+    float ms = 0;
+    if (driver.cuEventElapsedTime(&ms, prepared.events[i],
+                                  prepared.events[i + 1]) == CUDA_SUCCESS)
+      prepared.milliseconds[i] += ms;
+  }
+}
+
+void CudaSession::printProfile(const char *name,
+                               const Prepared &prepared) const {
+  if (prepared.milliseconds.empty())
+    return;
+  // Totals per kernel, largest first.
+  std::map<uint32_t, std::pair<double, int64_t>> byKernel;
+  double total = 0;
+  for (size_t i = 0; i < prepared.steps.size(); ++i) {
+    auto &entry = byKernel[prepared.steps[i].kernelIndex];
+    entry.first += prepared.milliseconds[i];
+    entry.second += prepared.launches[i];
+    total += prepared.milliseconds[i];
+  }
+  std::vector<std::pair<uint32_t, std::pair<double, int64_t>>> sorted(
+      byKernel.begin(), byKernel.end());
+  std::sort(sorted.begin(), sorted.end(), [](const auto &a, const auto &b) {
+    return a.second.first > b.second.first;
+  });
+  std::fprintf(stderr,
+               "moec profile (%s): %.3f ms on the GPU in %zu dispatches per "
+               "call\n  kernel   launches   total ms   mean us   share\n",
+               name, total, prepared.steps.size());
+  for (const auto &[kernel, stats] : sorted)
+    std::fprintf(stderr, "  k%-6u %9lld %10.3f %9.2f  %5.1f%%\n", kernel,
+                 static_cast<long long>(stats.second), stats.first,
+                 stats.second ? 1000.0 * stats.first / stats.second : 0.0,
+                 total > 0 ? 100.0 * stats.first / total : 0.0);
 }
 
 void CudaSession::captureDecode() {
@@ -574,8 +637,11 @@ Status CudaSession::run(bool isDecode, const int64_t *ids, int64_t tokens,
       driver.cuMemcpyDtoHAsync(logitsHost.data(), logits.get(),
                                sizeof(float) * rows * vocab, stream),
       "cuMemcpyDtoHAsync_v2"));
-  return driver.check(driver.cuStreamSynchronize(stream),
-                      "cuStreamSynchronize");
+  MOEC_RETURN_IF_ERROR(
+      driver.check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize"));
+  if (profile)
+    collectProfile(isDecode ? decode : prefill);
+  return Status();
 }
 
 CudaSession::~CudaSession() {
@@ -586,6 +652,13 @@ CudaSession::~CudaSession() {
     return;
   if (stream)
     driver.cuStreamSynchronize(stream);
+  if (profile) {
+    printProfile("prefill", prefill);
+    printProfile("decode", decode);
+    for (Prepared *prepared : {&prefill, &decode})
+      for (cuda::CUevent event : prepared->events)
+        driver.cuEventDestroy(event);
+  }
   if (graphExec)
     driver.cuGraphExecDestroy(graphExec);
   if (graph)

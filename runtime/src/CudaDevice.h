@@ -144,6 +144,7 @@ private:
   };
   struct Step {
     const CudaModel::Kernel *kernel;
+    uint32_t kernelIndex = 0; // for the profile
     int64_t perToken, fixed;
     int64_t work; // this call's work items (a kernel parameter)
     std::vector<void *> params;
@@ -151,7 +152,15 @@ private:
   struct Prepared {
     std::vector<MemRef> memrefs; // never resized after prepare()
     std::vector<Step> steps;
+    // MOEC_PROFILE: an event before each step and one after the last, and
+    // the accumulated milliseconds and launches of each step.
+    std::vector<cuda::CUevent> events;
+    std::vector<double> milliseconds;
+    std::vector<int64_t> launches;
   };
+  /// Reads the events of the last launch of `prepared` into its totals.
+  void collectProfile(Prepared &prepared);
+  void printProfile(const char *name, const Prepared &prepared) const;
 
   CudaSession() = default;
   Status prepare(const fb::EntryPoint &entry, Prepared &prepared);
@@ -171,6 +180,7 @@ private:
   PinnedBuffer logitsHost;
   Prepared prefill, decode;
   bool useGraphs = true;
+  bool profile = false;
   bool graphFailed = false;
   cuda::CUgraph graph = nullptr;
   cuda::CUgraphExec graphExec = nullptr;

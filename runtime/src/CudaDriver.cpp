@@ -67,6 +67,7 @@ bool resolve(void *handle, Driver &driver, const char *&missing) {
   get(driver.cuEventDestroy, "cuEventDestroy_v2");
   get(driver.cuEventRecord, "cuEventRecord");
   get(driver.cuEventSynchronize, "cuEventSynchronize");
+  get(driver.cuEventElapsedTime, "cuEventElapsedTime");
   get(driver.cuLaunchKernel, "cuLaunchKernel");
   get(driver.cuStreamBeginCapture, "cuStreamBeginCapture_v2");
   get(driver.cuStreamEndCapture, "cuStreamEndCapture");
