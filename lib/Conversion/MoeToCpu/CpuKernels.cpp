@@ -543,8 +543,12 @@ std::string KernelLibrary::warpKernel(const Kernel &kernel) const {
   std::string params;
   for (auto [i, elt] : llvm::enumerate(kernel.bindings))
     params += formatv("%b{0}: memref<?x{1}>, ", i, eltName(elt)).str();
+  // A cooperative kernel (workgroup memory) gives each block one item.
+  bool cooperative = !kernel.workgroup.empty();
+  std::string workgroup =
+      cooperative ? "workgroup(" + kernel.workgroup + ") " : "";
   return formatv(
-             R"(  gpu.func @{0}({1}%scal: memref<?xi64>, %work64: i64) kernel {{
+             R"(  gpu.func @{0}({1}%scal: memref<?xi64>, %work64: i64) {4}kernel {{
     %c0 = arith.constant 0 : index
     %c1 = arith.constant 1 : index
     %c32 = arith.constant 32 : index
@@ -560,7 +564,8 @@ std::string KernelLibrary::warpKernel(const Kernel &kernel) const {
     %lane = arith.remui %thread, %c32 : index
     %warp = arith.divui %thread, %c32 : index
     %first = arith.muli %block, %warps : index
-    %item = arith.addi %first, %warp : index
+    %warpItem = arith.addi %first, %warp : index
+    %item = {5}
     %inside = arith.cmpi ult, %item, %work : index
     %lead = arith.cmpi eq, %lane, %c0 : index
     scf.if %inside {{
@@ -568,7 +573,9 @@ std::string KernelLibrary::warpKernel(const Kernel &kernel) const {
     gpu.return
   }
 )",
-             kernel.name, params, kWarpsPerBlock, kernel.warpBody)
+             kernel.name, params, kWarpsPerBlock, kernel.warpBody, workgroup,
+             cooperative ? "arith.addi %block, %c0 : index"
+                         : "arith.addi %warpItem, %c0 : index")
       .str();
 }
 
@@ -577,7 +584,9 @@ std::vector<KernelLaunch> KernelLibrary::launches() const {
   for (const Kernel &kernel : kernels)
     result.push_back(kernel.warpBody.empty() && !kernel.warpItems
                          ? KernelLaunch{128, 128}
-                         : KernelLaunch{32 * kWarpsPerBlock, kWarpsPerBlock});
+                     : kernel.workgroup.empty()
+                         ? KernelLaunch{32 * kWarpsPerBlock, kWarpsPerBlock}
+                         : KernelLaunch{32 * kWarpsPerBlock, 1});
   return result;
 }
 
@@ -677,6 +686,84 @@ static std::string warpNormalizeRow(const char *src, const char *w,
       {{"SRC", src}, {"W", w}, {"DST", dst}});
 }
 
+// The GPU row norm for rows of a multiple of 4 values: lane l holds the
+// 4-vectors at 4l, 4l + 128, ... as SSA values (the text is unrolled), so
+// all of a row's loads are issued before any store -- a store through one
+// memref could alias the next load and would serialize them. With
+// `residual`, the row is src + %b1 and the sum is stored to `sum`.
+static std::string warpVectorNormRow(int64_t hidden, const char *src,
+                                     bool residual, const char *sum,
+                                     const char *w, const char *dst) {
+  int64_t pieces = (hidden + 127) / 128;
+  std::string text = R"(      %o = arith.muli %item, %H : index
+      %c4 = arith.constant 4 : index
+      %zv = arith.constant dense<0.0> : vector<4xf32>
+      %l4 = arith.muli %lane, %c4 : index
+)";
+  std::string loads, stores;
+  for (int64_t p = 0; p < pieces; ++p) {
+    // Only the last piece can run past the row.
+    bool partial = (p + 1) * 128 > hidden;
+    std::string load =
+        residual
+            ? R"(%xa$P = vector.load $SRC[%j$P] {alignment = 16} : memref<?xf32>, vector<4xf32>
+        %xb$P = vector.load %b1[%j$P] {alignment = 16} : memref<?xf32>, vector<4xf32>
+        %x$P = arith.addf %xa$P, %xb$P : vector<4xf32>
+)"
+            : R"(%x$P = vector.load $SRC[%j$P] {alignment = 16} : memref<?xf32>, vector<4xf32>
+)";
+    std::string store =
+        (residual
+             ? std::string("vector.store %v$P, $SUM[%j$P] {alignment = 16} : "
+                           "memref<?xf32>, vector<4xf32>\n        ")
+             : std::string()) +
+        R"(%wv$P = vector.load $W[%i$P] {alignment = 16} : memref<?xf32>, vector<4xf32>
+        %n$P = arith.mulf %v$P, %invv : vector<4xf32>
+        %y$P = arith.mulf %wv$P, %n$P : vector<4xf32>
+        vector.store %y$P, $DST[%j$P] {alignment = 16} : memref<?xf32>, vector<4xf32>
+)";
+    loads += R"(      %k$P = arith.constant $OFF : index
+      %i$P = arith.addi %l4, %k$P : index
+      %j$P = arith.addi %o, %i$P : index
+)";
+    if (partial) {
+      loads += R"(      %in$P = arith.cmpi ult, %i$P, %H : index
+      %v$P = scf.if %in$P -> (vector<4xf32>) {
+        )" + load +
+               R"(        scf.yield %x$P : vector<4xf32>
+      } else {
+        scf.yield %zv : vector<4xf32>
+      }
+)";
+      stores += R"(      scf.if %in$P {
+        )" + store +
+                "      }\n";
+    } else {
+      loads += "      " + load +
+               "      %v$P = arith.addf %x$P, %zv : vector<4xf32>\n";
+      stores += "        " + store;
+    }
+    loads += R"(      %a$NEXT = vector.fma %v$P, %v$P, %a$P : vector<4xf32>
+)";
+    loads = subst(loads,
+                  {{"P", num(p)}, {"NEXT", num(p + 1)}, {"OFF", num(128 * p)}});
+    stores = subst(stores, {{"P", num(p)}});
+  }
+  text +=
+      "      %a0 = arith.addf %zv, %zv : vector<4xf32>\n" + loads +
+      subst(
+          R"(      %part = vector.reduction <add>, %a$N : vector<4xf32> into f32
+      %ss = func.call @warp_sum(%part) : (f32) -> f32
+      %mean = arith.divf %ss, %Hf : f32
+      %var = arith.addf %mean, %eps : f32
+      %inv = math.rsqrt %var : f32
+      %invv = vector.broadcast %inv : f32 to vector<4xf32>
+)",
+          {{"N", num(pieces)}}) +
+      stores;
+  return subst(text, {{"SRC", src}, {"SUM", sum}, {"W", w}, {"DST", dst}});
+}
+
 static std::string normConstants(int64_t hidden, double eps) {
   return subst(R"(    %H = arith.constant $H : index
     %Hf = arith.constant $HF : f32
@@ -693,9 +780,12 @@ unsigned KernelLibrary::rmsNorm(int64_t hidden, double eps) {
                      "    scf.for %r = %begin to %end step %c1 {\n"
                      "      %o = arith.muli %r, %H : index\n" +
                      normalizeRow("%b0", "%b1", "%b2") + "    }\n";
-  std::string warpBody = normConstants(hidden, eps) +
-                         "      %o = arith.muli %item, %H : index\n" +
-                         warpNormalizeRow("%b0", "%b1", "%b2");
+  std::string warpBody =
+      normConstants(hidden, eps) +
+      (hidden % 4 == 0
+           ? warpVectorNormRow(hidden, "%b0", false, "", "%b1", "%b2")
+           : "      %o = arith.muli %item, %H : index\n" +
+                 warpNormalizeRow("%b0", "%b1", "%b2"));
   return add(body, {Elt::F32, Elt::F32, Elt::F32}, body, warpBody);
 }
 
@@ -713,8 +803,13 @@ unsigned KernelLibrary::addRmsNorm(int64_t hidden, double eps) {
       }
 )" + normalizeRow("%b3", "%b2", "%b4") +
                      "    }\n";
-  std::string warpBody = normConstants(hidden, eps) +
-                         R"(      %o = arith.muli %item, %H : index
+  std::string vectorBody =
+      normConstants(hidden, eps) +
+      warpVectorNormRow(hidden, "%b0", true, "%b3", "%b2", "%b4");
+  std::string warpBody = hidden % 4 == 0
+                             ? vectorBody
+                             : normConstants(hidden, eps) +
+                                   R"(      %o = arith.muli %item, %H : index
       scf.for %i = %lane to %H step %c32 {
         %j = arith.addi %o, %i : index
         %a = memref.load %b0[%j] : memref<?xf32>
@@ -1683,8 +1778,349 @@ unsigned KernelLibrary::mlaAttention(Elt weight, int64_t heads, int64_t nope,
       }
 )",
                                values);
+  if (rank % 256 == 0 && nope % 16 == 0 && valueDim % 16 == 0) {
+    // All four warps of a block on one (token, head).
+    std::string blockBody = vectorMlaBody(weight, heads, nope, rope, valueDim,
+                                          rank, scale, /*cooperative=*/true);
+    unsigned index = add(body, {Elt::F32, weight, Elt::F32, Elt::F32, Elt::F32},
+                         body, blockBody);
+    kernels[index].workgroup =
+        formatv("%shq: memref<{0}xf32, #gpu.address_space<workgroup>>, "
+                "%shm: memref<8xf32, #gpu.address_space<workgroup>>",
+                4 * rank)
+            .str();
+    return index;
+  }
+  if (rank % 256 == 0 && nope % 4 == 0 && valueDim % 4 == 0)
+    warpBody = vectorMlaBody(weight, heads, nope, rope, valueDim, rank, scale,
+                             /*cooperative=*/false);
   return add(body, {Elt::F32, weight, Elt::F32, Elt::F32, Elt::F32}, body,
              warpBody);
+}
+
+// The GPU MLA kernel for latent widths that are multiples of 256 (DeepSeek
+// V2/V3: 512). Lane l owns the latent columns 8l + 256r + [0, 8) as
+// vector<8xf32> SSA values; the loops over the nope and value rows and over
+// cache positions are unrolled by 4 so that four rows' loads are in flight
+// at once (the kernel is latency-bound: one warp per token and head).
+std::string KernelLibrary::vectorMlaBody(Elt weight, int64_t heads,
+                                         int64_t nope, int64_t rope,
+                                         int64_t valueDim, int64_t rank,
+                                         double scale, bool cooperative) {
+  constexpr int64_t kUnroll = 4;
+  int64_t vectors = rank / 256;
+  auto each = [&](const std::string &pattern) {
+    std::string text;
+    for (int64_t r = 0; r < vectors; ++r)
+      text +=
+          subst(pattern,
+                {{"R", num(r)}, {"ROFF", num(256 * r)}, {"ACC", num(2 + r)}});
+    return text;
+  };
+  auto list = [&](const std::string &prefix, const std::string &suffix) {
+    std::string text;
+    for (int64_t r = 0; r < vectors; ++r)
+      text += (r ? ", " : "") + prefix + num(r) + suffix;
+    return text;
+  };
+  std::string vecTypes;
+  for (int64_t r = 0; r < vectors; ++r)
+    vecTypes += (r ? ", " : "") + std::string("vector<8xf32>");
+  std::string widen =
+      weight == Elt::BF16
+          ? "arith.extf %wr$U_$R : vector<8xbf16> to vector<8xf32>"
+          : "arith.addf %wr$U_$R, %zv : vector<8xf32>";
+  std::string text = R"(      %H = arith.constant $H : index
+      %DN = arith.constant $DN : index
+      %DR = arith.constant $DR : index
+      %DQ = arith.constant $DQ : index
+      %DV = arith.constant $DV : index
+      %R = arith.constant $RANK : index
+      %ROW = arith.constant $ROW : index
+      %c4 = arith.constant 4 : index
+      %c8 = arith.constant 8 : index
+      %scale = arith.constant $SCALE : f32
+      %lowest = arith.constant 0xFF7FFFFF : f32
+      %zv = arith.constant dense<0.0> : vector<8xf32>
+      %t = arith.divui %item, %H : index
+      %h = arith.remui %item, %H : index
+      %qo = arith.muli %item, %DQ : index
+      %hrow = arith.muli %h, %ROW : index
+      %l8 = arith.muli %lane, %c8 : index
+$BOUNDS)";
+  // 1. q_lat = W_UK[h]^T q_nope, four nope rows per iteration.
+  std::string qBody;
+  for (int64_t u = 0; u < kUnroll; ++u) {
+    qBody += subst(R"(        %d$U = arith.addi %dq, %k$U : index
+        %qi$U = arith.addi %qo, %d$U : index
+        %qs$U = memref.load %b0[%qi$U] : memref<?xf32>
+        %qb$U = vector.broadcast %qs$U : f32 to vector<8xf32>
+        %wrow$U = arith.addi %hrow, %d$U : index
+        %wo$U = arith.muli %wrow$U, %R : index
+        %wl$U = arith.addi %wo$U, %l8 : index
+)",
+                   {{"U", num(u)}});
+    qBody +=
+        each(subst(R"(        %wi$U_$R = arith.addi %wl$U, %roff$R : index
+        %wr$U_$R = vector.load %b1[%wi$U_$R] {alignment = 16} : memref<?x$W>, vector<8x$W>
+        %wv$U_$R = $WIDEN
+)",
+                   {{"U", num(u)}, {"WIDEN", subst(widen, {{"U", num(u)}})}}));
+  }
+  for (int64_t u = 0; u < kUnroll; ++u)
+    qBody +=
+        each(subst("        %qn$U_$R = vector.fma %qb$U, %wv$U_$R, "
+                   "$PREV : vector<8xf32>\n",
+                   {{"U", num(u)},
+                    {"PREV", u == 0 ? "%q$R" : "%qn" + num(u - 1) + "_$R"}}));
+  for (int64_t u = 0; u < kUnroll; ++u)
+    text += subst("      %k$U = arith.constant $U : index\n", {{"U", num(u)}});
+  text += "      %ql:" + num(vectors) +
+          " = scf.for %dq = %dqs to %dqe step %c4 iter_args(" +
+          [&] {
+            std::string args;
+            for (int64_t r = 0; r < vectors; ++r)
+              args += (r ? ", " : "") + ("%q" + num(r)) + " = %zv";
+            return args;
+          }() +
+          ") -> (" + vecTypes + ") {\n" + qBody + "        scf.yield " +
+          list("%qn" + num(kUnroll - 1) + "_", "") + " : " + vecTypes + "\n}\n";
+  if (cooperative)
+    // Sum the four warps' partial q_lat through shared memory.
+    text +=
+        each(R"(      %qsi$R = arith.addi %wbase, %lr$R : index
+      vector.store %ql#$R, %shq[%qsi$R] : memref<$SHQxf32, #gpu.address_space<workgroup>>, vector<8xf32>
+)") + "      gpu.barrier\n" +
+        each(
+            R"(      %qp0_$R = vector.load %shq[%lr$R] : memref<$SHQxf32, #gpu.address_space<workgroup>>, vector<8xf32>
+      %qi1_$R = arith.addi %lr$R, %R : index
+      %qp1_$R = vector.load %shq[%qi1_$R] : memref<$SHQxf32, #gpu.address_space<workgroup>>, vector<8xf32>
+      %qi2_$R = arith.addi %qi1_$R, %R : index
+      %qp2_$R = vector.load %shq[%qi2_$R] : memref<$SHQxf32, #gpu.address_space<workgroup>>, vector<8xf32>
+      %qi3_$R = arith.addi %qi2_$R, %R : index
+      %qp3_$R = vector.load %shq[%qi3_$R] : memref<$SHQxf32, #gpu.address_space<workgroup>>, vector<8xf32>
+      %qs01_$R = arith.addf %qp0_$R, %qp1_$R : vector<8xf32>
+      %qs23_$R = arith.addf %qp2_$R, %qp3_$R : vector<8xf32>
+      %qf$R = arith.addf %qs01_$R, %qs23_$R : vector<8xf32>
+)") + "      gpu.barrier\n";
+  else
+    text += each("      %qf$R = arith.addf %ql#$R, %zv : vector<8xf32>\n");
+  // 2. Online softmax over positions, four per iteration (a position past
+  // the last reads the last row again and gets weight 0).
+  std::string accArgs, accYield;
+  for (int64_t r = 0; r < vectors; ++r) {
+    accArgs += ", %acc" + num(r) + " = %zv";
+  }
+  std::string pBody;
+  for (int64_t u = 0; u < kUnroll; ++u) {
+    pBody += subst(R"(        %j$U = arith.addi %jq, %k$U : index
+        %ok$U = arith.cmpi ult, %j$U, %je : index
+        %jc$U = arith.select %ok$U, %j$U, %last : index
+        %lo$U = arith.muli %jc$U, %R : index
+        %ll$U = arith.addi %lo$U, %l8 : index
+        %ro$U = arith.muli %jc$U, %DR : index
+)",
+                   {{"U", num(u)}});
+    pBody += each(subst(R"(        %li$U_$R = arith.addi %ll$U, %roff$R : index
+        %lat$U_$R = vector.load %b2[%li$U_$R] {alignment = 16} : memref<?xf32>, vector<8xf32>
+        %pr$U_$R = arith.mulf %qf$R, %lat$U_$R : vector<8xf32>
+        %ps$U_$R = vector.reduction <add>, %pr$U_$R : vector<8xf32> into f32
+)",
+                        {{"U", num(u)}}));
+    std::string sum = "%ps" + num(u) + "_0";
+    for (int64_t r = 1; r < vectors; ++r) {
+      pBody += subst("        %pa$U_$R = arith.addf $PREV, %ps$U_$R : f32\n",
+                     {{"U", num(u)}, {"R", num(r)}, {"PREV", sum}});
+      sum = "%pa" + num(u) + "_" + num(r);
+    }
+    pBody += subst(
+        R"(        %pe$U = scf.for %e = %lane to %DR step %c32 iter_args(%a = $SUM) -> (f32) {
+          %qi = arith.addi %qro, %e : index
+          %ri = arith.addi %ro$U, %e : index
+          %q = memref.load %b0[%qi] : memref<?xf32>
+          %k = memref.load %b3[%ri] : memref<?xf32>
+          %y = math.fma %q, %k, %a : f32
+          scf.yield %y : f32
+        }
+        %dot$U = func.call @warp_sum(%pe$U) : (f32) -> f32
+        %sr$U = arith.mulf %dot$U, %scale : f32
+        %s$U = arith.select %ok$U, %sr$U, %lowest : f32
+)",
+        {{"U", num(u)}, {"SUM", sum}});
+  }
+  pBody += "        %mx0 = arith.maximumf %m, %s0 : f32\n";
+  for (int64_t u = 1; u < kUnroll; ++u)
+    pBody += subst("        %mx$U = arith.maximumf %mx$P, %s$U : f32\n",
+                   {{"U", num(u)}, {"P", num(u - 1)}});
+  pBody += subst(R"(        %m2 = arith.addf %mx$L, %f0 : f32
+        %dm = arith.subf %m, %m2 : f32
+        %corr = math.exp %dm : f32
+        %lc = arith.mulf %l, %corr : f32
+        %corrv = vector.broadcast %corr : f32 to vector<8xf32>
+)",
+                 {{"L", num(kUnroll - 1)}});
+  std::string lsum = "%lc";
+  for (int64_t u = 0; u < kUnroll; ++u) {
+    pBody += subst(R"(        %ds$U = arith.subf %s$U, %m2 : f32
+        %pe_$U = math.exp %ds$U : f32
+        %p$U = arith.select %ok$U, %pe_$U, %f0 : f32
+        %pv$U = vector.broadcast %p$U : f32 to vector<8xf32>
+        %ls$U = arith.addf $PREV, %p$U : f32
+)",
+                   {{"U", num(u)}, {"PREV", lsum}});
+    lsum = "%ls" + num(u);
+  }
+  pBody += each("        %ac$R = arith.mulf %acc$R, %corrv : vector<8xf32>\n");
+  for (int64_t u = 0; u < kUnroll; ++u)
+    pBody +=
+        each(subst("        %an$U_$R = vector.fma %pv$U, %lat$U_$R, "
+                   "$PREV : vector<8xf32>\n",
+                   {{"U", num(u)},
+                    {"PREV", u == 0 ? "%ac$R" : "%an" + num(u - 1) + "_$R"}}));
+  text += R"(      %qro = arith.addi %qo, %DN : index
+      %p = arith.addi %pos, %t : index
+      %n = arith.addi %p, %c1 : index
+$CHUNK      %last = arith.subi %je, %c1 : index
+)";
+  text +=
+      "      %ms:" + num(2 + vectors) +
+      " = scf.for %jq = %js to %je step %c4 iter_args(%m = %lowest, %l = %f0" +
+      accArgs + ") -> (f32, f32, " + vecTypes + ") {\n" + pBody +
+      "        scf.yield %m2, " + lsum + ", " +
+      list("%an" + num(kUnroll - 1) + "_", "") + " : f32, f32, " + vecTypes +
+      "\n}\n";
+  // 3. result = W_UV[h] (weighted latent) / l, four value rows at a time.
+  std::string oBody;
+  for (int64_t u = 0; u < kUnroll; ++u) {
+    oBody += subst(R"(        %od$U = arith.addi %dv, %k$U : index
+        %vr$U = arith.addi %vrow, %od$U : index
+        %vo$U = arith.muli %vr$U, %R : index
+        %vl$U = arith.addi %vo$U, %l8 : index
+)",
+                   {{"U", num(u)}});
+    oBody +=
+        each(subst(R"(        %vi$U_$R = arith.addi %vl$U, %roff$R : index
+        %wr$U_$R = vector.load %b1[%vi$U_$R] {alignment = 16} : memref<?x$W>, vector<8x$W>
+        %wv$U_$R = $WIDEN
+        %op$U_$R = arith.mulf %wv$U_$R, %af$R : vector<8xf32>
+        %os$U_$R = vector.reduction <add>, %op$U_$R : vector<8xf32> into f32
+)",
+                   {{"U", num(u)}, {"WIDEN", subst(widen, {{"U", num(u)}})}}));
+    std::string sum = "%os" + num(u) + "_0";
+    for (int64_t r = 1; r < vectors; ++r) {
+      oBody += subst("        %oa$U_$R = arith.addf $PREV, %os$U_$R : f32\n",
+                     {{"U", num(u)}, {"R", num(r)}, {"PREV", sum}});
+      sum = "%oa" + num(u) + "_" + num(r);
+    }
+    oBody += subst(R"(        %ot$U = func.call @warp_sum($SUM) : (f32) -> f32
+)",
+                   {{"U", num(u)}, {"SUM", sum}});
+  }
+  oBody += "        scf.if %lead {\n";
+  for (int64_t u = 0; u < kUnroll; ++u)
+    oBody += subst(R"(          %on$U = arith.divf %ot$U, %L : f32
+          %oi$U = arith.addi %oo, %od$U : index
+          memref.store %on$U, %b4[%oi$U] : memref<?xf32>
+)",
+                   {{"U", num(u)}});
+  oBody += "        }\n";
+  if (cooperative) {
+    // Merge the four warps' softmax states: rescale by exp(m_w - max m).
+    text += R"(      scf.if %lead {
+        memref.store %ms#0, %shm[%warp] : memref<8xf32, #gpu.address_space<workgroup>>
+        %lw = arith.addi %warp, %c4 : index
+        memref.store %ms#1, %shm[%lw] : memref<8xf32, #gpu.address_space<workgroup>>
+      }
+)" + each(R"(      %asi$R = arith.addi %wbase, %lr$R : index
+      vector.store %ms#$ACC, %shq[%asi$R] : memref<$SHQxf32, #gpu.address_space<workgroup>>, vector<8xf32>
+)") + "      gpu.barrier\n";
+    for (int w = 0; w < 4; ++w)
+      text += subst(R"(      %cm$W = arith.constant $W : index
+      %cl$W = arith.constant $W4 : index
+      %mw$W = memref.load %shm[%cm$W] : memref<8xf32, #gpu.address_space<workgroup>>
+      %lw$W = memref.load %shm[%cl$W] : memref<8xf32, #gpu.address_space<workgroup>>
+)",
+                    {{"W", num(w)}, {"W4", num(w + 4)}});
+    text += R"(      %mm01 = arith.maximumf %mw0, %mw1 : f32
+      %mm23 = arith.maximumf %mw2, %mw3 : f32
+      %mm = arith.maximumf %mm01, %mm23 : f32
+)";
+    for (int w = 0; w < 4; ++w)
+      text += subst(R"(      %dw$W = arith.subf %mw$W, %mm : f32
+      %fw$W = math.exp %dw$W : f32
+      %fv$W = vector.broadcast %fw$W : f32 to vector<8xf32>
+      %lf$W = arith.mulf %fw$W, %lw$W : f32
+)",
+                    {{"W", num(w)}});
+    text += R"(      %lf01 = arith.addf %lf0, %lf1 : f32
+      %lf23 = arith.addf %lf2, %lf3 : f32
+      %L = arith.addf %lf01, %lf23 : f32
+)";
+    text += each(
+        R"(      %ag0_$R = vector.load %shq[%lr$R] : memref<$SHQxf32, #gpu.address_space<workgroup>>, vector<8xf32>
+      %ai1_$R = arith.addi %lr$R, %R : index
+      %ag1_$R = vector.load %shq[%ai1_$R] : memref<$SHQxf32, #gpu.address_space<workgroup>>, vector<8xf32>
+      %ai2_$R = arith.addi %ai1_$R, %R : index
+      %ag2_$R = vector.load %shq[%ai2_$R] : memref<$SHQxf32, #gpu.address_space<workgroup>>, vector<8xf32>
+      %ai3_$R = arith.addi %ai2_$R, %R : index
+      %ag3_$R = vector.load %shq[%ai3_$R] : memref<$SHQxf32, #gpu.address_space<workgroup>>, vector<8xf32>
+      %am0_$R = arith.mulf %fv0, %ag0_$R : vector<8xf32>
+      %am1_$R = vector.fma %fv1, %ag1_$R, %am0_$R : vector<8xf32>
+      %am2_$R = vector.fma %fv2, %ag2_$R, %am1_$R : vector<8xf32>
+      %af$R = vector.fma %fv3, %ag3_$R, %am2_$R : vector<8xf32>
+)");
+  } else {
+    text += each("      %af$R = arith.addf %ms#$ACC, %zv : vector<8xf32>\n") +
+            "      %L = arith.addf %ms#1, %f0 : f32\n";
+  }
+  text += R"(      %oo = arith.muli %item, %DV : index
+      %vrow = arith.addi %hrow, %DN : index
+      scf.for %dv = %dvs to %dve step %c4 {
+)" + oBody +
+          "      }\n";
+  // Work split: the whole item for a warp kernel; a quarter of the nope
+  // rows, positions and value rows per warp in the cooperative one.
+  std::string bounds = cooperative
+                           ? R"(      %wbase = arith.muli %warp, %R : index
+      %dnq = arith.constant $DNQ : index
+      %dvq = arith.constant $DVQ : index
+      %dqs = arith.muli %warp, %dnq : index
+      %dqe = arith.addi %dqs, %dnq : index
+      %dvs = arith.muli %warp, %dvq : index
+      %dve = arith.addi %dvs, %dvq : index
+)"
+                           : R"(      %dqs = arith.addi %c0, %c0 : index
+      %dqe = arith.addi %DN, %c0 : index
+      %dvs = arith.addi %c0, %c0 : index
+      %dve = arith.addi %DV, %c0 : index
+)";
+  bounds += each("      %roff$R = arith.constant $ROFF : index\n"
+                 "      %lr$R = arith.addi %l8, %roff$R : index\n");
+  std::string chunk = cooperative ? R"(      %c3 = arith.constant 3 : index
+      %n3 = arith.addi %n, %c3 : index
+      %chunk = arith.divui %n3, %c4 : index
+      %js0 = arith.muli %warp, %chunk : index
+      %js = arith.minui %js0, %n : index
+      %je0 = arith.addi %js, %chunk : index
+      %je = arith.minui %je0, %n : index
+)"
+                                  : R"(      %js = arith.addi %c0, %c0 : index
+      %je = arith.addi %n, %c0 : index
+)";
+  text = subst(text, {{"BOUNDS", bounds}, {"CHUNK", chunk}});
+  text = subst(text, {{"H", num(heads)},
+                      {"DNQ", num(nope / 4)},
+                      {"DVQ", num(valueDim / 4)},
+                      {"SHQ", num(4 * rank)},
+                      {"DN", num(nope)},
+                      {"DR", num(rope)},
+                      {"DQ", num(nope + rope)},
+                      {"DV", num(valueDim)},
+                      {"RANK", num(rank)},
+                      {"ROW", num(nope + valueDim)},
+                      {"SCALE", f32Literal(scale)},
+                      {"W", eltName(weight)}});
+  return text;
 }
 
 // Work: rows.

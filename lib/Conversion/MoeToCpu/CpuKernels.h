@@ -95,6 +95,9 @@ private:
   struct Kernel;
   std::string bodyFunction(const Kernel &kernel) const;
   std::string warpKernel(const Kernel &kernel) const;
+  std::string vectorMlaBody(Elt weight, int64_t heads, int64_t nope,
+                            int64_t rope, int64_t valueDim, int64_t rank,
+                            double scale, bool cooperative);
 
   struct Kernel {
     std::string name;
@@ -104,6 +107,9 @@ private:
     // GPU: one warp per work item runs `body` (set for bodies that call the
     // lane-cooperative @copy).
     bool warpItems = false;
+    // GPU: workgroup memory of a cooperative warp body (all warps of a
+    // block work on one item).
+    std::string workgroup;
   };
   std::vector<Kernel> kernels;
   llvm::StringMap<unsigned> byKey;
