@@ -91,6 +91,16 @@ Status verifyCudaExecutable(const fb::Executable &executable, uint32_t index) {
 
 } // namespace
 
+uint64_t cacheBytes(const flatbuffers::Vector<int64_t> *shape, fb::DType dtype,
+                    int64_t rows) {
+  if (!shape || shape->size() == 0)
+    return 0;
+  uint64_t bytes = artifact::dtypeSize(dtype) * static_cast<uint64_t>(rows);
+  for (uint32_t i = 1; i < shape->size(); ++i)
+    bytes *= static_cast<uint64_t>(shape->Get(i)); // verified at load
+  return bytes;
+}
+
 bool shapeBytes(const flatbuffers::Vector<int64_t> *dims, uint64_t elementSize,
                 uint64_t &bytes) {
   bytes = elementSize;

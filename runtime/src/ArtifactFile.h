@@ -40,6 +40,11 @@ struct CudaArch {
 /// False when `target` is not of that form (2 to 4 digits, major >= 1).
 bool parseCudaTarget(std::string_view target, CudaArch &arch);
 
+/// Bytes of a KV cache of `shape` with dimension 0 replaced by `rows` (the
+/// rows a session allocates); 0 for an absent shape.
+uint64_t cacheBytes(const flatbuffers::Vector<int64_t> *shape, fb::DType dtype,
+                    int64_t rows);
+
 /// A verified artifact, mapped read-only for its whole lifetime.
 /// Immutable after open(): thread-safe.
 class ArtifactFile {

@@ -29,18 +29,6 @@ constexpr uint64_t kCacheAlignment = 256;
 /// Passed as the `size` of every memref descriptor (kernels do not read it).
 constexpr int64_t kMemRefSize = int64_t{1} << 62;
 
-/// Bytes of a KV cache of `shape` with dimension 0 replaced by `rows` (as
-/// the CPU session computes them).
-uint64_t cacheBytes(const flatbuffers::Vector<int64_t> *shape, fb::DType dtype,
-                    int64_t rows) {
-  if (!shape || shape->size() == 0)
-    return 0;
-  uint64_t bytes = artifact::dtypeSize(dtype) * static_cast<uint64_t>(rows);
-  for (uint32_t i = 1; i < shape->size(); ++i)
-    bytes *= static_cast<uint64_t>(shape->Get(i)); // verified at load
-  return bytes;
-}
-
 std::string formatArch(const CudaArch &arch) {
   return formatString("sm_%d%d%s", arch.major, arch.minor,
                       arch.archSpecific ? "a" : "");

@@ -60,17 +60,6 @@ int64_t logitsRows(const fb::EntryPoint &entry, int64_t tokens) {
   return entry.all_logits() ? tokens : 1;
 }
 
-/// Bytes of a KV cache of `shape` with dimension 0 replaced by `rows`.
-uint64_t cacheBytes(const flatbuffers::Vector<int64_t> *shape, fb::DType dtype,
-                    int64_t rows) {
-  if (!shape || shape->size() == 0)
-    return 0;
-  uint64_t bytes = artifact::dtypeSize(dtype) * static_cast<uint64_t>(rows);
-  for (uint32_t i = 1; i < shape->size(); ++i)
-    bytes *= static_cast<uint64_t>(shape->Get(i)); // verified at load
-  return bytes;
-}
-
 } // namespace
 
 Status moec_session::create(const moec_model &model, int64_t maxSeqLen,

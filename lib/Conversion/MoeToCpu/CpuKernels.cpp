@@ -139,6 +139,19 @@ $EXT8    return %r : vector<8xf32>
     %r = arith.mulf %a, %s : f32
     return %r : f32
   }
+  // One step of an online softmax: running max m and sum l, a new score s
+  // -> the new max and sum, the factor rescaling what was accumulated, and
+  // the new score's weight.
+  func.func private @online_softmax(%m: f32, %l: f32, %s: f32) -> (f32, f32, f32, f32) $INTERNAL {
+    %m2 = arith.maximumf %m, %s : f32
+    %dm = arith.subf %m, %m2 : f32
+    %corr = math.exp %dm : f32
+    %ds = arith.subf %s, %m2 : f32
+    %pr = math.exp %ds : f32
+    %lc = arith.mulf %l, %corr : f32
+    %l2 = arith.addf %lc, %pr : f32
+    return %m2, %l2, %corr, %pr : f32, f32, f32, f32
+  }
   // Sum of squares of x[o : o + n].
   func.func private @sumsq(%x: memref<?xf32>, %o: index, %n: index) -> f32 $INTERNAL {
     %c0 = arith.constant 0 : index
@@ -1448,13 +1461,7 @@ unsigned KernelLibrary::attention(int64_t heads, int64_t kvHeads,
         %ko = arith.muli %row, %DK : index
         %d = func.call $DOT(%b0, %qo, %b1, %ko) : (memref<?xf32>, index, memref<?xf32>, index) -> f32
         %s = arith.mulf %d, %scale : f32
-        %m2 = arith.maximumf %m, %s : f32
-        %dm = arith.subf %m, %m2 : f32
-        %corr = math.exp %dm : f32
-        %ds = arith.subf %s, %m2 : f32
-        %pr = math.exp %ds : f32
-        %lc = arith.mulf %l, %corr : f32
-        %l2 = arith.addf %lc, %pr : f32
+        %m2, %l2, %corr, %pr = func.call @online_softmax(%m, %l, %s) : (f32, f32, f32) -> (f32, f32, f32, f32)
         %vo = arith.muli %row, %DV : index
         scf.for %i = %c0 to %DV step %c1 {
           %a = memref.load %acc[%i] : memref<$DVxf32>
@@ -1510,13 +1517,7 @@ unsigned KernelLibrary::attention(int64_t heads, int64_t kvHeads,
         %ko = arith.muli %row, %DK : index
         %d = func.call $WDOT(%b0, %qo, %b1, %ko, %lane) : (memref<?xf32>, index, memref<?xf32>, index, index) -> f32
         %s = arith.mulf %d, %scale : f32
-        %m2 = arith.maximumf %m, %s : f32
-        %dm = arith.subf %m, %m2 : f32
-        %corr = math.exp %dm : f32
-        %ds = arith.subf %s, %m2 : f32
-        %pr = math.exp %ds : f32
-        %lc = arith.mulf %l, %corr : f32
-        %l2 = arith.addf %lc, %pr : f32
+        %m2, %l2, %corr, %pr = func.call @online_softmax(%m, %l, %s) : (f32, f32, f32) -> (f32, f32, f32, f32)
         %vo = arith.muli %row, %DV : index
         scf.for %r = %c0 to %R step %c1 {
           %r32 = arith.muli %r, %c32 : index
@@ -1624,13 +1625,7 @@ unsigned KernelLibrary::mlaAttention(Elt weight, int64_t heads, int64_t nope,
         %dp = func.call $DOTP(%b0, %qro, %b3, %ro) : (memref<?xf32>, index, memref<?xf32>, index) -> f32
         %d = arith.addf %dl, %dp : f32
         %s = arith.mulf %d, %scale : f32
-        %m2 = arith.maximumf %m, %s : f32
-        %dm = arith.subf %m, %m2 : f32
-        %corr = math.exp %dm : f32
-        %ds = arith.subf %s, %m2 : f32
-        %pr = math.exp %ds : f32
-        %lc = arith.mulf %l, %corr : f32
-        %l2 = arith.addf %lc, %pr : f32
+        %m2, %l2, %corr, %pr = func.call @online_softmax(%m, %l, %s) : (f32, f32, f32) -> (f32, f32, f32, f32)
         scf.for %c = %c0 to %R step %c1 {
           %a = memref.load %acc[%c] : memref<$Rxf32>
           %li = arith.addi %lo, %c : index
@@ -1727,13 +1722,7 @@ unsigned KernelLibrary::mlaAttention(Elt weight, int64_t heads, int64_t nope,
         }
         %d = func.call @warp_sum(%part) : (f32) -> f32
         %s = arith.mulf %d, %scale : f32
-        %m2 = arith.maximumf %m, %s : f32
-        %dm = arith.subf %m, %m2 : f32
-        %corr = math.exp %dm : f32
-        %ds = arith.subf %s, %m2 : f32
-        %pr = math.exp %ds : f32
-        %lc = arith.mulf %l, %corr : f32
-        %l2 = arith.addf %lc, %pr : f32
+        %m2, %l2, %corr, %pr = func.call @online_softmax(%m, %l, %s) : (f32, f32, f32) -> (f32, f32, f32, f32)
         scf.for %r = %c0 to %RL step %c1 {
           %r32 = arith.muli %r, %c32 : index
           %c = arith.addi %r32, %lane : index
