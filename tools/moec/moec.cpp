@@ -135,6 +135,13 @@ cl::list<std::string> disabledPasses(
              "moe-fuse-attention)"),
     cl::value_desc("name"), cl::sub(compileCommand), cl::cat(moecCategory));
 
+cl::opt<bool> printStats(
+    "stats",
+    cl::desc("Print, per entry point, the kernel dispatches per call and per "
+             "layer, the weight bytes a decode token reads and the KV-cache "
+             "bytes per position (compare with --disable-pass)"),
+    cl::sub(compileCommand), cl::cat(moecCategory));
+
 enum class WeightsMode { Embedded, Deferred };
 cl::opt<WeightsMode> weightsMode(
     "weights", cl::desc("Where the artifact's weights go"),
@@ -426,6 +433,34 @@ int runCompile(mlir::MLIRContext &context) {
       moec::cpu::planCpuProgram(*module, options);
   if (!program)
     fail(inputPath + ": " + toString(program.takeError()));
+  if (printStats) {
+    uint64_t kvPerPosition = 0;
+    for (const moec::cpu::PlannedKvCache &cache : program->kvCaches)
+      for (ArrayRef<int64_t> shape : {ArrayRef<int64_t>(cache.keyShape),
+                                      ArrayRef<int64_t>(cache.valueShape)}) {
+        uint64_t count = shape.empty() ? 0 : 1;
+        for (int64_t dim : shape.drop_front())
+          count *= static_cast<uint64_t>(dim);
+        kvPerPosition += 4 * count;
+      }
+    int64_t layers = std::max<int64_t>(1, program->kvCaches.size());
+    for (const moec::cpu::PlannedEntry &entry : program->entries) {
+      uint64_t weightBytes = 0;
+      for (const moec::cpu::PlannedDispatch &d : entry.dispatches)
+        weightBytes += d.weightBytesRead;
+      errs() << formatv("moec: stats {0,-8} {1} dispatches ({2:f1} per "
+                        "layer)",
+                        entry.name, entry.dispatches.size(),
+                        static_cast<double>(entry.dispatches.size()) / layers);
+      // Per token only for single-token calls (prefill reads more experts).
+      if (entry.maxTokens == 1)
+        errs() << formatv(", weights read per token {0}, KV cache {1} per "
+                          "position",
+                          moec::formatBytes(weightBytes),
+                          moec::formatBytes(kvPerPosition));
+      errs() << "\n";
+    }
+  }
   if (emit == EmitKind::Mlir) {
     writeOutput(outputPath,
                 [&](raw_ostream &os) { os << program->kernelModule; });

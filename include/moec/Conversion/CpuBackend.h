@@ -83,6 +83,9 @@ struct PlannedDispatch {
   llvm::SmallVector<PlannedBinding, 8> bindings;
   int64_t workPerToken = 0, workFixed = 0;
   std::string what; // the op it came from, for inspect/debugging
+  /// Weight bytes one call reads (routed experts: only the selected ones'
+  /// share, top_k / experts of the stacks).
+  uint64_t weightBytesRead = 0;
 };
 
 struct PlannedEntry {

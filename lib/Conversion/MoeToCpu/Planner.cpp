@@ -155,6 +155,7 @@ struct VirtualDispatch {
   llvm::SmallVector<VirtualBinding, 8> bindings;
   int64_t workPerToken, workFixed;
   std::string what;
+  uint64_t weightBytesRead;
 };
 
 class Planner {
@@ -186,8 +187,10 @@ private:
   }
   VirtualBinding output(Value value);
   VirtualBinding temporary(uint64_t bytes);
+  /// `weightShare`: the fraction of the bound weights one call reads.
   void dispatch(unsigned kernel, llvm::ArrayRef<VirtualBinding> bindings,
-                int64_t workPerToken, int64_t workFixed, Operation *op);
+                int64_t workPerToken, int64_t workFixed, Operation *op,
+                double weightShare = 1.0);
   Elt weightElt() const {
     return options.weightType == WeightType::BF16 ? Elt::BF16 : Elt::F32;
   }
@@ -360,7 +363,13 @@ VirtualBinding Planner::output(Value value) {
 }
 
 void Planner::dispatch(unsigned kernel, llvm::ArrayRef<VirtualBinding> bindings,
-                       int64_t workPerToken, int64_t workFixed, Operation *op) {
+                       int64_t workPerToken, int64_t workFixed, Operation *op,
+                       double weightShare) {
+  uint64_t weightBytes = 0;
+  for (const VirtualBinding &binding : bindings)
+    if (binding.kind == PlannedBinding::Weight &&
+        binding.index < program.weights.size())
+      weightBytes += program.weights[binding.index].bytes();
   for (const VirtualBinding &binding : bindings)
     if (binding.kind == PlannedBinding::Arena) {
       bufferFirst[binding.index] =
@@ -371,7 +380,8 @@ void Planner::dispatch(unsigned kernel, llvm::ArrayRef<VirtualBinding> bindings,
   llvm::raw_string_ostream os(what);
   os << op->getName();
   dispatches.push_back({kernel, llvm::SmallVector<VirtualBinding, 8>(bindings),
-                        workPerToken, workFixed, what});
+                        workPerToken, workFixed, what,
+                        static_cast<uint64_t>(weightShare * weightBytes)});
 }
 
 llvm::Error Planner::planEntry(func::FuncOp func, int64_t entryMaxTokens) {
@@ -473,6 +483,7 @@ llvm::Error Planner::planEntry(func::FuncOp func, int64_t entryMaxTokens) {
     planned.workPerToken = d.workPerToken;
     planned.workFixed = d.workFixed;
     planned.what = d.what;
+    planned.weightBytesRead = d.weightBytesRead;
     for (const VirtualBinding &b : d.bindings) {
       bool arena = b.kind == PlannedBinding::Arena;
       planned.bindings.push_back(
@@ -511,7 +522,9 @@ llvm::Error Planner::planOp(Operation *op) {
     unsigned k = kernels.embedding(weightElt(), table.getDimSize(0),
                                    table.getDimSize(1));
     VirtualBinding t = w(embed.getTable()), ids = input(embed.getIds());
-    dispatch(k, {t, ids, output(embed.getResult())}, 1, 0, op);
+    // A token reads one row of the table.
+    dispatch(k, {t, ids, output(embed.getResult())}, 1, 0, op,
+             1.0 / static_cast<double>(table.getDimSize(0)));
     return llvm::Error::success();
   }
   if (auto norm = dyn_cast<moe::RmsNormOp>(op)) {
@@ -611,13 +624,16 @@ llvm::Error Planner::planOp(Operation *op) {
                    wts = input(experts.getRoutingWeights());
     VirtualBinding h =
         temporary(static_cast<uint64_t>(maxTokens) * topK * inter * 4);
+    // Per token only the selected experts' rows are read.
+    double share =
+        static_cast<double>(topK) / static_cast<double>(gateType.getDimSize(0));
     dispatch(kernels.expertsGateUp(weightElt(), hidden, inter, topK),
              {x, idx, w(experts.getGateWeight()), w(experts.getUpWeight()), h},
-             topK * inter, 0, op);
+             topK * inter, 0, op, share);
     dispatch(
         kernels.expertsDown(weightElt(), hidden, inter, topK),
         {h, idx, wts, w(experts.getDownWeight()), output(experts.getResult())},
-        hidden, 0, op);
+        hidden, 0, op, share);
     return llvm::Error::success();
   }
   if (auto rope = dyn_cast<moe::RopeOp>(op)) {
