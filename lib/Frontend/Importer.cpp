@@ -310,7 +310,8 @@ Value Importer::rope(Value input, bool interleaved) {
       builder.getF64FloatAttr(r.theta),
       interleaved ? builder.getUnitAttr() : UnitAttr(),
       moe::RopeScalingAttr::get(&context, toIR(r.type)), nullptr, nullptr,
-      nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+      nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+      /*rotary_offset=*/nullptr);
   auto setF64 = [&](StringRef name, std::optional<double> value) {
     if (value)
       op->setAttr(name, builder.getF64FloatAttr(*value));

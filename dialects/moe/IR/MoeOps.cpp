@@ -247,9 +247,15 @@ LogicalResult RopeOp::verify() {
   if (failed(expectRank(*this, getInput(), 3, "input ([tokens, heads, dim])")))
     return failure();
   int64_t dim = tensorType(getInput()).getDimSize(2);
-  if (ShapedType::isDynamic(dim) || dim % 2 != 0)
+  int64_t offset =
+      getRotaryOffset() ? static_cast<int64_t>(*getRotaryOffset()) : 0;
+  if (!ShapedType::isDynamic(dim) && (offset < 0 || offset >= dim))
+    return emitOpError() << "rotary offset " << offset
+                         << " must be in [0, head dimension " << dim << ")";
+  if (ShapedType::isDynamic(dim) || (dim - offset) % 2 != 0)
     return emitOpError() << "rotary dimension must be static and even, got "
-                         << sizeStr(dim);
+                         << sizeStr(ShapedType::isDynamic(dim) ? dim
+                                                               : dim - offset);
   if (!(getTheta().convertToDouble() > 0.0))
     return emitOpError("theta must be positive");
 

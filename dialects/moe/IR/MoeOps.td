@@ -191,6 +191,11 @@ def Moe_RopeOp : Moe_PureOp<"rope", [AllTypesMatch<["input", "result"]>]> {
     Pairs are `(x[2i], x[2i+1])` when `interleaved` is set (DeepSeek's
     layout) and `(x[i], x[i + D/2])` otherwise (rotate-half, Llama/Qwen).
 
+    With `from(o)` only the last `D - o` values of each head vector are
+    rotated (as above, with `D - o` in place of `D`) and the first `o` are
+    copied: DeepSeek's MLA query, whose nope part stays as it is
+    (`--moe-fuse-attention` forms it from a slice/rope/concat).
+
     Example:
 
     ```mlir
@@ -211,11 +216,13 @@ def Moe_RopeOp : Moe_PureOp<"rope", [AllTypesMatch<["input", "result"]>]> {
                        OptionalAttr<F64Attr>:$mscale_all_dim,
                        OptionalAttr<F64Attr>:$low_freq_factor,
                        OptionalAttr<F64Attr>:$high_freq_factor,
-                       OptionalAttr<I64Attr>:$original_max_position_embeddings);
+                       OptionalAttr<I64Attr>:$original_max_position_embeddings,
+                       OptionalAttr<I64Attr>:$rotary_offset);
   let results = (outs Moe_ActTensor:$result);
   let assemblyFormat = [{
-    $input `at` $start_pos `theta` `(` $theta `)` (`interleaved` $interleaved^)?
-    (`scaling` `(` $scaling^ `)`)? attr-dict `:` type($input)
+    $input `at` $start_pos (`from` `(` $rotary_offset^ `)`)? `theta` `(` $theta `)`
+    (`interleaved` $interleaved^)? (`scaling` `(` $scaling^ `)`)? attr-dict `:`
+    type($input)
   }];
   let hasVerifier = 1;
 }

@@ -46,6 +46,10 @@ def MoeFuseAttentionPass : Pass<"moe-fuse-attention", "::mlir::ModuleOp"> {
     128 x (192 + 128). A layer is rewritten only when the pattern matches in
     every function that uses its caches (prefill and decode share them);
     MHA/GQA attention and anything else is left alone.
+
+    Also, independently of `absorb-mla`, a query assembled from the nope
+    part of a tensor and the rotated rest of it,
+    `concat(x[..., :o], rope(x[..., o:]))`, becomes `rope(x) from(o)`.
   }];
   let options = [
     Option<"absorbMla", "absorb-mla", "bool", /*default=*/"true",

@@ -60,8 +60,10 @@ public:
     double scale;
   };
   unsigned router(const RouterSpec &spec);
+  /// Rotates dimensions [offset, dim) of each head, copies [0, offset).
   unsigned rope(int64_t heads, int64_t dim, bool interleaved,
-                llvm::ArrayRef<float> invFreq, double attentionFactor);
+                llvm::ArrayRef<float> invFreq, double attentionFactor,
+                int64_t offset = 0);
   unsigned kvWrite(int64_t kvHeads, int64_t keyDim, int64_t valueDim);
   /// Absorbed MLA (moe.mla_attention) over latent/rope caches; bindings
   /// (query, kv_b weight, latent cache, rope cache, result).

@@ -64,7 +64,8 @@ double getMscale(double scale, double mscale) {
 
 void ropeTables(moe::RopeOp op, std::vector<float> &invFreq,
                 double &attentionFactor) {
-  int64_t dim = tensorType(op.getInput()).getDimSize(2);
+  int64_t dim = tensorType(op.getInput()).getDimSize(2) -
+                (op.getRotaryOffset() ? *op.getRotaryOffset() : 0);
   float base = static_cast<float>(op.getTheta().convertToDouble());
   invFreq.clear();
   for (int64_t i = 0; i < dim; i += 2)
@@ -641,8 +642,9 @@ llvm::Error Planner::planOp(Operation *op) {
     std::vector<float> invFreq;
     double attentionFactor;
     ropeTables(rope, invFreq, attentionFactor);
-    unsigned k = kernels.rope(type.getDimSize(1), type.getDimSize(2),
-                              rope.getInterleaved(), invFreq, attentionFactor);
+    unsigned k = kernels.rope(
+        type.getDimSize(1), type.getDimSize(2), rope.getInterleaved(), invFreq,
+        attentionFactor, rope.getRotaryOffset() ? *rope.getRotaryOffset() : 0);
     VirtualBinding x = input(rope.getInput());
     dispatch(k, {x, output(rope.getResult())}, type.getDimSize(1), 0, op);
     return llvm::Error::success();

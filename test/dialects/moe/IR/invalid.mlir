@@ -582,3 +582,19 @@ func.func @mla_capacity(%q: tensor<?x4x24xf32>, %lat: tensor<?x32xf32>, %kr: ten
   %o, %a, %b = moe.mla_attention %q, %lat, %kr, %w cache(%lc, %rc) at %p nope(16) scale(0.25) : tensor<?x4x24xf32>, tensor<?x32xf32>, tensor<?x8xf32>, tensor<128x32xf32>, tensor<256x32xf32>, tensor<128x8xf32> -> tensor<?x4x16xf32>
   return
 }
+
+// -----
+
+func.func @rope_offset(%x: tensor<?x4x24xf32>, %p: index) {
+  // expected-error @+1 {{rotary offset 24 must be in [0, head dimension 24)}}
+  %r = moe.rope %x at %p from(24) theta(1.0e+04) : tensor<?x4x24xf32>
+  return
+}
+
+// -----
+
+func.func @rope_offset_odd(%x: tensor<?x4x24xf32>, %p: index) {
+  // expected-error @+1 {{rotary dimension must be static and even, got 7}}
+  %r = moe.rope %x at %p from(17) theta(1.0e+04) : tensor<?x4x24xf32>
+  return
+}

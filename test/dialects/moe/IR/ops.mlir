@@ -136,3 +136,12 @@ func.func @mla_attention(%q: tensor<?x4x24xf32>, %lat: tensor<?x32xf32>, %kr: te
       : tensor<?x4x24xf32>, tensor<?x32xf32>, tensor<?x8xf32>, tensor<128x32xbf16>, tensor<256x32xf32>, tensor<256x8xf32> -> tensor<?x4x16xf32>
   return %o : tensor<?x4x16xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @partial_rope
+func.func @partial_rope(%x: tensor<?x4x24xf32>, %pos: index) -> tensor<?x4x24xf32> {
+  // CHECK: moe.rope %{{.+}} at %{{.+}} from(16) theta(1.000000e+04) interleaved : tensor<?x4x24xf32>
+  %r = moe.rope %x at %pos from(16) theta(1.0e+04) interleaved : tensor<?x4x24xf32>
+  return %r : tensor<?x4x24xf32>
+}

@@ -70,3 +70,39 @@ func.func @b(%q: tensor<?x4x24xf32>, %k: tensor<?x4x24xf32>, %v: tensor<?x4x16xf
   %o, %kc2, %vc2 = moe.attention %q, %k, %v cache(%kc, %vc) at %pos scale(0.25) : tensor<?x4x24xf32>, tensor<?x4x24xf32>, tensor<?x4x16xf32>, tensor<256x4x24xf32>, tensor<256x4x16xf32> -> tensor<?x4x16xf32>
   return %o, %kc2, %vc2 : tensor<?x4x16xf32>, tensor<256x4x24xf32>, tensor<256x4x16xf32>
 }
+
+// -----
+
+// The MLA query: nope part + rotated rope part of the same heads becomes one
+// rope that rotates the tail and copies the rest.
+// CHECK-LABEL: func.func @partial_rope
+// CHECK-SAME: (%[[X:.+]]: tensor<?x4x24xf32>, %[[POS:.+]]: index)
+// CHECK-NOT: tensor.concat
+// CHECK: %[[R:.+]] = moe.rope %[[X]] at %[[POS]] from(16) theta(1.000000e+04) interleaved : tensor<?x4x24xf32>
+// CHECK: return %[[R]]
+// OFF-LABEL: func.func @partial_rope
+// OFF: moe.rope {{.*}} from(16)
+func.func @partial_rope(%x: tensor<?x4x24xf32>, %pos: index) -> tensor<?x4x24xf32> {
+  %c0 = arith.constant 0 : index
+  %T = tensor.dim %x, %c0 : tensor<?x4x24xf32>
+  %nope = tensor.extract_slice %x[0, 0, 0] [%T, 4, 16] [1, 1, 1] : tensor<?x4x24xf32> to tensor<?x4x16xf32>
+  %pe = tensor.extract_slice %x[0, 0, 16] [%T, 4, 8] [1, 1, 1] : tensor<?x4x24xf32> to tensor<?x4x8xf32>
+  %r = moe.rope %pe at %pos theta(1.0e+04) interleaved : tensor<?x4x8xf32>
+  %q = tensor.concat dim(2) %nope, %r : (tensor<?x4x16xf32>, tensor<?x4x8xf32>) -> tensor<?x4x24xf32>
+  return %q : tensor<?x4x24xf32>
+}
+
+// -----
+
+// Parts of different tensors stay as they are.
+// CHECK-LABEL: func.func @two_sources
+// CHECK: tensor.concat
+func.func @two_sources(%x: tensor<?x4x24xf32>, %y: tensor<?x4x24xf32>, %pos: index) -> tensor<?x4x24xf32> {
+  %c0 = arith.constant 0 : index
+  %T = tensor.dim %x, %c0 : tensor<?x4x24xf32>
+  %nope = tensor.extract_slice %x[0, 0, 0] [%T, 4, 16] [1, 1, 1] : tensor<?x4x24xf32> to tensor<?x4x16xf32>
+  %pe = tensor.extract_slice %y[0, 0, 16] [%T, 4, 8] [1, 1, 1] : tensor<?x4x24xf32> to tensor<?x4x8xf32>
+  %r = moe.rope %pe at %pos theta(1.0e+04) interleaved : tensor<?x4x8xf32>
+  %q = tensor.concat dim(2) %nope, %r : (tensor<?x4x16xf32>, tensor<?x4x8xf32>) -> tensor<?x4x24xf32>
+  return %q : tensor<?x4x24xf32>
+}
