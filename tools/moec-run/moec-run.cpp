@@ -10,6 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "moec/Tokenizer/Tokenizer.h"
 #include "moec/runtime.h"
 
 #include <cerrno>
@@ -18,6 +19,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unistd.h>
@@ -26,14 +29,21 @@
 namespace {
 
 constexpr const char *kUsage =
-    "usage: moec-run MODEL.moec --prompt-tokens IDS [options]\n"
+    "usage: moec-run MODEL.moec (-p TEXT | --prompt-tokens IDS) [options]\n"
     "\n"
     "Runs a .moec artifact: prefills the prompt, generates tokens and prints\n"
-    "their ids on stdout; prefill and decode speed go to stderr.\n"
+    "them on stdout -- the text as it is generated for -p, the ids for\n"
+    "--prompt-tokens; prefill and decode speed go to stderr.\n"
     "\n"
     "options:\n"
+    "  -p, --prompt TEXT           prompt text, encoded with the tokenizer "
+    "the\n"
+    "                              artifact embeds (special tokens such as "
+    "BOS\n"
+    "                              added as its tokenizer_config.json says)\n"
     "  --prompt-tokens IDS         prompt token ids, comma-separated "
     "(3,17,250)\n"
+    "  --ids                       print generated ids even for -p\n"
     "  -n N                        tokens to generate (default 16)\n"
     "  --greedy                    argmax decoding (the default)\n"
     "  --temperature T             sample from softmax(logits / T)\n"
@@ -73,6 +83,9 @@ struct Options {
   std::string modelPath;
   std::vector<int64_t> promptTokens;
   bool hasPrompt = false;
+  std::string promptText;
+  bool hasPromptText = false;
+  bool printIds = false;
   int64_t count = 16;
   bool greedy = false;
   float temperature = 0.0f;
@@ -164,9 +177,11 @@ Options parseArguments(int argc, char **argv) {
       options.promptTokens = parseIds(flag, value());
       options.hasPrompt = true;
     } else if (flag == "-p" || flag == "--prompt") {
-      fail(std::string(flag) +
-           ": text prompts need the tokenizer, which moec-run does not have "
-           "yet; pass --prompt-tokens");
+      options.promptText = value();
+      options.hasPromptText = true;
+    } else if (flag == "--ids") {
+      noValue();
+      options.printIds = true;
     } else if (flag == "-n") {
       options.count = parseInteger<int64_t>(flag, value(), 0, INT32_MAX);
     } else if (flag == "--greedy") {
@@ -206,10 +221,12 @@ Options parseArguments(int argc, char **argv) {
     }
   }
   if (options.modelPath.empty())
-    fail("missing the artifact path (usage: moec-run MODEL.moec "
+    fail("missing the artifact path (usage: moec-run MODEL.moec -p TEXT | "
          "--prompt-tokens IDS ...)");
-  if (!options.hasPrompt)
-    fail("missing --prompt-tokens (text prompts arrive with the tokenizer)");
+  if (options.hasPrompt == options.hasPromptText)
+    fail(options.hasPrompt ? "-p and --prompt-tokens exclude each other"
+                           : "missing the prompt: -p TEXT or --prompt-tokens "
+                             "IDS");
   if (options.greedy && options.hasTemperature && options.temperature > 0)
     fail("--greedy and --temperature " + std::to_string(options.temperature) +
          " contradict each other");
@@ -284,12 +301,41 @@ int main(int argc, char **argv) {
       moec_session_create(model, options.maxSeqLen, options.threads, &session));
   const int64_t vocab = moec_model_vocab_size(model);
 
+  // Text prompts go through the tokenizer the compiler embedded.
+  std::unique_ptr<moec::tokenizer::Tokenizer> tokenizer;
+  if (options.hasPromptText) {
+    size_t size = 0, configSize = 0;
+    const char *json = moec_model_tokenizer_json(model, &size);
+    const char *config = moec_model_tokenizer_config_json(model, &configSize);
+    if (!json)
+      fail(options.modelPath +
+           ": the artifact has no tokenizer (its checkpoint had no "
+           "tokenizer.json); pass --prompt-tokens");
+    std::string error;
+    tokenizer = moec::tokenizer::Tokenizer::loadFromJson(
+        std::string_view(json, size), options.modelPath, error,
+        std::string_view(config ? config : "", configSize));
+    if (!tokenizer)
+      fail(error);
+    for (moec::tokenizer::TokenId id :
+         tokenizer->encode(options.promptText, /*addSpecialTokens=*/true))
+      options.promptTokens.push_back(id);
+    if (options.promptTokens.empty())
+      fail("-p: the prompt encodes to no tokens");
+  }
+  bool printText = tokenizer && !options.printIds;
+  std::optional<moec::tokenizer::StreamingDecoder> streaming;
+  if (printText)
+    streaming.emplace(*tokenizer, /*skipSpecialTokens=*/true);
+
   // Prefill.
   const std::vector<int64_t> &prompt = options.promptTokens;
   std::vector<float> prefillLogits;
   if (!options.dumpPrefillLogits.empty())
     prefillLogits.resize(prompt.size() * vocab);
   auto start = std::chrono::steady_clock::now();
+  const auto callStart = start;
+  double firstTokenSeconds = 0;
   check(moec_prefill(session, prompt.data(), prompt.size(),
                      prefillLogits.empty() ? nullptr : prefillLogits.data()));
   double prefillSeconds = secondsSince(start);
@@ -314,7 +360,15 @@ int main(int argc, char **argv) {
     int64_t token;
     check(moec_sample(logits, vocab, &sampling, &rngState, &token));
     generated.push_back(token);
-    std::printf("%s%lld", step ? " " : "", static_cast<long long>(token));
+    if (step == 0)
+      firstTokenSeconds = secondsSince(callStart);
+    if (printText) {
+      std::string piece =
+          streaming->push(static_cast<moec::tokenizer::TokenId>(token));
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+    } else {
+      std::printf("%s%lld", step ? " " : "", static_cast<long long>(token));
+    }
     std::fflush(stdout);
     if ((!options.ignoreEos && moec_model_is_eos(model, token)) ||
         step + 1 == options.count)
@@ -325,8 +379,12 @@ int main(int argc, char **argv) {
     ++decodeSteps;
     logits = moec_session_logits(session);
   }
+  if (printText) {
+    std::string rest = streaming->flush();
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+  }
   std::printf("\n");
-  std::fflush(stdout); // the ids line ends before the stats on stderr
+  std::fflush(stdout); // the output ends before the stats on stderr
 
   if (!options.dumpPrefillLogits.empty())
     writeNpy(options.dumpPrefillLogits, prefillLogits,
@@ -341,6 +399,13 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "device: %s\n", moec_model_device_name(model));
   printSpeed("prefill", prompt.size(), prefillSeconds);
   printSpeed("decode", decodeSteps, decodeSeconds);
+  std::fprintf(
+      stderr,
+      "summary: %zu prompt tokens at %.1f tok/s, %zu generated at "
+      "%.1f tok/s, first token after %.1f ms\n",
+      prompt.size(), prefillSeconds > 0 ? prompt.size() / prefillSeconds : 0.0,
+      generated.size(), decodeSeconds > 0 ? decodeSteps / decodeSeconds : 0.0,
+      firstTokenSeconds * 1e3);
   moec_session_free(session);
   moec_model_free(model);
   return 0;
