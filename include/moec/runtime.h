@@ -193,15 +193,30 @@ const float *moec_session_logits(const moec_session_t *session);
  * Sampling
  *===----------------------------------------------------------------------===*/
 
+/* Applied in transformers' order: repetition penalty, then (when sampling)
+ * temperature, top-k, top-p, min-p. */
 typedef struct moec_sampling {
   /* <= 0: greedy (argmax, the first index among equal maxima). */
   float temperature;
   /* Nucleus sampling: keep the most probable tokens whose cumulative
    * probability reaches |top_p|, in (0, 1]; 1 keeps every token. */
   float top_p;
+  /* Keep only the |top_k| most probable tokens; 0 keeps every token. */
+  int64_t top_k;
+  /* Drop tokens whose probability is below |min_p| times the most
+   * probable one's, in [0, 1]; 0 keeps every token. */
+  float min_p;
+  /* > 1 discourages repeating the |history| tokens (CTRL's penalty, as
+   * transformers applies it: positive logits divided, negative ones
+   * multiplied); 1 or 0 (a zeroed struct) is off. Applies to greedy
+   * decoding too. */
+  float repeat_penalty;
+  const int64_t *history; /* tokens so far (prompt and generated) */
+  size_t history_size;
 } moec_sampling_t;
 
-/* Sets |sampling| to greedy decoding (temperature 0, top_p 1). */
+/* Sets |sampling| to greedy decoding (temperature 0, top_p 1, top_k 0,
+ * min_p 0, repeat_penalty 1, no history). */
 void moec_sampling_initialize(moec_sampling_t *sampling);
 
 /* Picks a token from |vocab_size| |logits|. |sampling| NULL means greedy.

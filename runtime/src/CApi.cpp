@@ -235,7 +235,13 @@ MOEC_EXPORT const float *moec_session_logits(const moec_session_t *session) {
 
 MOEC_EXPORT void moec_sampling_initialize(moec_sampling_t *sampling) {
   if (sampling)
-    *sampling = moec_sampling_t{/*temperature=*/0.0f, /*top_p=*/1.0f};
+    *sampling = moec_sampling_t{/*temperature=*/0.0f,
+                                /*top_p=*/1.0f,
+                                /*top_k=*/0,
+                                /*min_p=*/0.0f,
+                                /*repeat_penalty=*/1.0f,
+                                /*history=*/nullptr,
+                                /*history_size=*/0};
 }
 
 MOEC_EXPORT moec_status moec_sample(const float *logits, int64_t vocab_size,
@@ -246,7 +252,7 @@ MOEC_EXPORT moec_status moec_sample(const float *logits, int64_t vocab_size,
   if (!logits || !out_token || vocab_size < 1)
     return failArgument("moec_sample: needs logits, out_token and vocab_size "
                         ">= 1");
-  if (!sampling || sampling->temperature <= 0.0f) {
+  if (!sampling) {
     *out_token = argmax(logits, vocab_size);
     return MOEC_OK;
   }
@@ -254,11 +260,19 @@ MOEC_EXPORT moec_status moec_sample(const float *logits, int64_t vocab_size,
     return failArgument("moec_sample: temperature must be finite");
   if (!(sampling->top_p > 0.0f && sampling->top_p <= 1.0f))
     return failArgument("moec_sample: top_p must be in (0, 1]");
-  if (!rng_state)
+  if (sampling->top_k < 0)
+    return failArgument("moec_sample: top_k must be >= 0");
+  if (!(sampling->min_p >= 0.0f && sampling->min_p <= 1.0f))
+    return failArgument("moec_sample: min_p must be in [0, 1]");
+  if (!(sampling->repeat_penalty >= 0.0f) ||
+      !std::isfinite(sampling->repeat_penalty))
+    return failArgument("moec_sample: repeat_penalty must be >= 0");
+  if (sampling->history_size > 0 && !sampling->history)
+    return failArgument("moec_sample: history_size without history");
+  if (sampling->temperature > 0.0f && !rng_state)
     return failArgument("moec_sample: sampling with a temperature needs "
                         "rng_state");
   return guarded("moec_sample", [&] {
-    return sample(logits, vocab_size, sampling->temperature, sampling->top_p,
-                  *rng_state, *out_token);
+    return sample(logits, vocab_size, *sampling, rng_state, *out_token);
   });
 }

@@ -40,39 +40,79 @@ int64_t argmax(const float *logits, int64_t vocab) {
   return best;
 }
 
-Status sample(const float *logits, int64_t vocab, float temperature, float topP,
-              uint64_t &rngState, int64_t &token) {
-  // Token order by descending logit; reused across calls so that sampling
-  // allocates once per thread, not per token.
+Status sample(const float *logits, int64_t vocab,
+              const moec_sampling_t &sampling, uint64_t *rngState,
+              int64_t &token) {
+  // Working copies reused across calls: sampling allocates once per thread.
+  thread_local std::vector<float> work;
   thread_local std::vector<int64_t> order;
   thread_local std::vector<double> weights;
-  order.resize(vocab);
-  weights.resize(vocab);
-  std::iota(order.begin(), order.end(), 0);
-  int64_t kept = vocab;
-  if (topP < 1.0f) {
-    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    });
+  const float *scores = logits;
+  if (sampling.repeat_penalty > 0.0f && sampling.repeat_penalty != 1.0f &&
+      sampling.history_size > 0) {
+    work.assign(logits, logits + vocab);
+    // Each distinct token once, like transformers' gather/scatter.
+    for (size_t i = 0; i < sampling.history_size; ++i) {
+      int64_t id = sampling.history[i];
+      if (id < 0 || id >= vocab ||
+          std::find(sampling.history, sampling.history + i, id) !=
+              sampling.history + i)
+        continue;
+      float &score = work[id];
+      score = score < 0 ? score * sampling.repeat_penalty
+                        : score / sampling.repeat_penalty;
+    }
+    scores = work.data();
   }
-  const double maxLogit = logits[argmax(logits, vocab)];
+  if (sampling.temperature <= 0.0f) {
+    token = argmax(scores, vocab);
+    return Status();
+  }
+
+  // Token order by descending score (ties to the lower id) when a filter
+  // needs it.
+  order.resize(vocab);
+  std::iota(order.begin(), order.end(), 0);
+  bool filters =
+      sampling.top_k > 0 || sampling.top_p < 1.0f || sampling.min_p > 0.0f;
+  if (filters)
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+    });
+  int64_t kept = vocab;
+  if (sampling.top_k > 0)
+    kept = std::min<int64_t>(kept, sampling.top_k);
+  const double maxScore = scores[argmax(scores, vocab)];
+  weights.resize(vocab);
   double total = 0;
-  for (int64_t i = 0; i < vocab; ++i) {
-    weights[i] = std::exp((logits[order[i]] - maxLogit) / temperature);
+  for (int64_t i = 0; i < kept; ++i) {
+    weights[i] = std::exp((scores[order[i]] - maxScore) / sampling.temperature);
     total += weights[i];
   }
-  if (topP < 1.0f) {
-    // Keep the smallest prefix whose probability reaches top_p (at least
-    // one token), as transformers' TopPLogitsWarper does.
+  if (sampling.top_p < 1.0f) {
+    // The smallest prefix whose probability reaches top_p (at least one
+    // token), as transformers' TopPLogitsWarper keeps.
     double cumulative = 0;
-    for (kept = 0; kept < vocab;) {
-      cumulative += weights[kept++];
-      if (cumulative >= topP * total)
+    int64_t prefix = 0;
+    while (prefix < kept) {
+      cumulative += weights[prefix++];
+      if (cumulative >= sampling.top_p * total)
         break;
     }
+    kept = prefix;
     total = cumulative;
   }
-  double target = uniform(rngState) * total;
+  if (sampling.min_p > 0.0f) {
+    // Probabilities relative to the most probable token's (weights[0]).
+    double threshold = sampling.min_p * weights[0];
+    int64_t prefix = 1;
+    double sum = weights[0];
+    while (prefix < kept && weights[prefix] >= threshold)
+      sum += weights[prefix++];
+    kept = prefix;
+    total = sum;
+  }
+  double target = uniform(*rngState) * total;
   for (int64_t i = 0; i < kept; ++i) {
     target -= weights[i];
     if (target < 0) {

@@ -8,6 +8,7 @@
 #define MOEC_RUNTIME_SAMPLING_H
 
 #include "Status.h"
+#include "moec/runtime.h"
 
 #include <cstdint>
 
@@ -16,11 +17,11 @@ namespace moec::runtime {
 /// Index of the largest of `vocab` logits; the first among equal maxima.
 int64_t argmax(const float *logits, int64_t vocab);
 
-/// Samples from softmax(logits / temperature) restricted to the top-p
-/// nucleus, advancing `rngState`. Arguments are validated by the caller
-/// (temperature > 0, top_p in (0, 1]).
-Status sample(const float *logits, int64_t vocab, float temperature, float topP,
-              uint64_t &rngState, int64_t &token);
+/// Picks a token as moec_sample documents (arguments validated by the
+/// caller), advancing `rngState` when it samples.
+Status sample(const float *logits, int64_t vocab,
+              const moec_sampling_t &sampling, uint64_t *rngState,
+              int64_t &token);
 
 } // namespace moec::runtime
 

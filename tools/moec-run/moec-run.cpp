@@ -50,6 +50,14 @@ constexpr const char *kUsage =
     "  --top-p P                   keep the most probable tokens up to "
     "probability P,\n"
     "                              in (0, 1] (default 1)\n"
+    "  --top-k K                   keep the K most probable tokens (0: "
+    "all)\n"
+    "  --min-p P                   drop tokens below P x the most probable "
+    "one's\n"
+    "                              probability, in [0, 1] (default 0)\n"
+    "  --repeat-penalty R          > 1 discourages tokens already in the "
+    "prompt or\n"
+    "                              output (default 1: off; greedy too)\n"
     "  --seed S                    random seed for sampling (default 0)\n"
     "  --device DEV                cpu or cuda (default: the device the "
     "artifact\n"
@@ -91,6 +99,9 @@ struct Options {
   float temperature = 0.0f;
   bool hasTemperature = false;
   float topP = 1.0f;
+  int64_t topK = 0;
+  float minP = 0.0f;
+  float repeatPenalty = 1.0f;
   uint64_t seed = 0;
   int threads = 0;
   int64_t maxSeqLen = 0;
@@ -196,6 +207,16 @@ Options parseArguments(int argc, char **argv) {
       options.topP = parseFloat(flag, value());
       if (!(options.topP > 0.0f && options.topP <= 1.0f))
         fail("--top-p: expected a number in (0, 1]");
+    } else if (flag == "--top-k") {
+      options.topK = parseInteger<int64_t>(flag, value(), 0, INT64_MAX);
+    } else if (flag == "--min-p") {
+      options.minP = parseFloat(flag, value());
+      if (!(options.minP >= 0.0f && options.minP <= 1.0f))
+        fail("--min-p: expected a number in [0, 1]");
+    } else if (flag == "--repeat-penalty") {
+      options.repeatPenalty = parseFloat(flag, value());
+      if (!(options.repeatPenalty > 0.0f) || options.repeatPenalty > 1e6f)
+        fail("--repeat-penalty: expected a positive number");
     } else if (flag == "--seed") {
       options.seed = parseInteger<uint64_t>(flag, value(), 0, UINT64_MAX);
     } else if (flag == "--device") {
@@ -230,8 +251,10 @@ Options parseArguments(int argc, char **argv) {
   if (options.greedy && options.hasTemperature && options.temperature > 0)
     fail("--greedy and --temperature " + std::to_string(options.temperature) +
          " contradict each other");
-  if (options.topP < 1.0f && !(options.temperature > 0))
-    fail("--top-p needs --temperature > 0 (greedy decoding ignores it)");
+  if ((options.topP < 1.0f || options.topK > 0 || options.minP > 0.0f) &&
+      !(options.temperature > 0))
+    fail("--top-p, --top-k and --min-p need --temperature > 0 (greedy "
+         "decoding ignores them)");
   return options;
 }
 
@@ -347,7 +370,12 @@ int main(int argc, char **argv) {
   if (options.temperature > 0) {
     sampling.temperature = options.temperature;
     sampling.top_p = options.topP;
+    sampling.top_k = options.topK;
+    sampling.min_p = options.minP;
   }
+  // The repetition penalty sees the prompt and what was generated so far.
+  sampling.repeat_penalty = options.repeatPenalty;
+  std::vector<int64_t> history(prompt.begin(), prompt.end());
   uint64_t rngState = options.seed;
   std::vector<float> generatedLogits;
   std::vector<int64_t> generated;
@@ -358,8 +386,11 @@ int main(int argc, char **argv) {
     if (!options.dumpLogits.empty())
       generatedLogits.insert(generatedLogits.end(), logits, logits + vocab);
     int64_t token;
+    sampling.history = history.data();
+    sampling.history_size = history.size();
     check(moec_sample(logits, vocab, &sampling, &rngState, &token));
     generated.push_back(token);
+    history.push_back(token);
     if (step == 0)
       firstTokenSeconds = secondsSince(callStart);
     if (printText) {

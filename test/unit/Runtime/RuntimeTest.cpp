@@ -149,3 +149,65 @@ TEST(RuntimeSampling, InvalidArguments) {
 }
 
 } // namespace
+
+TEST(RuntimeSampling, TopKKeepsTheKMostProbable) {
+  std::vector<float> logits = {0.0f, 3.0f, 1.0f, 2.9f, -1.0f};
+  moec_sampling_t sampling;
+  moec_sampling_initialize(&sampling);
+  sampling.temperature = 5.0f; // nearly uniform without the filter
+  sampling.top_k = 2;
+  uint64_t state = 5;
+  std::set<int64_t> seen;
+  for (int i = 0; i < 2000; ++i) {
+    int64_t token;
+    ASSERT_EQ(moec_sample(logits.data(), 5, &sampling, &state, &token),
+              MOEC_OK);
+    seen.insert(token);
+  }
+  EXPECT_EQ(seen, (std::set<int64_t>{1, 3}));
+}
+
+TEST(RuntimeSampling, MinPDropsTheUnlikely) {
+  // Probabilities proportional to 8, 4, 1: min_p 0.3 keeps {0, 1}.
+  std::vector<float> logits = {std::log(8.0f), std::log(4.0f), 0.0f};
+  moec_sampling_t sampling;
+  moec_sampling_initialize(&sampling);
+  sampling.temperature = 1.0f;
+  sampling.min_p = 0.3f;
+  uint64_t state = 11;
+  std::set<int64_t> seen;
+  for (int i = 0; i < 2000; ++i) {
+    int64_t token;
+    ASSERT_EQ(moec_sample(logits.data(), 3, &sampling, &state, &token),
+              MOEC_OK);
+    seen.insert(token);
+  }
+  EXPECT_EQ(seen, (std::set<int64_t>{0, 1}));
+}
+
+TEST(RuntimeSampling, RepeatPenaltyAsTransformersAppliesIt) {
+  // Token 1 leads by 0.5; a penalty of 2 halves its positive logit (3 ->
+  // 1.5) and doubles token 2's negative one, so greedy picks token 0.
+  std::vector<float> logits = {2.5f, 3.0f, -1.0f};
+  const int64_t history[] = {1, 2, 1};
+  moec_sampling_t sampling;
+  moec_sampling_initialize(&sampling);
+  sampling.repeat_penalty = 2.0f;
+  sampling.history = history;
+  sampling.history_size = 3;
+  int64_t token = -1;
+  ASSERT_EQ(moec_sample(logits.data(), 3, &sampling, nullptr, &token), MOEC_OK);
+  EXPECT_EQ(token, 0);
+  sampling.repeat_penalty = 1.0f;
+  ASSERT_EQ(moec_sample(logits.data(), 3, &sampling, nullptr, &token), MOEC_OK);
+  EXPECT_EQ(token, 1);
+  // The caller's logits are not modified.
+  EXPECT_EQ(logits[1], 3.0f);
+  sampling.repeat_penalty = -1.0f;
+  EXPECT_EQ(moec_sample(logits.data(), 3, &sampling, nullptr, &token),
+            MOEC_INVALID_ARGUMENT);
+  sampling.repeat_penalty = 2.0f;
+  sampling.history = nullptr;
+  EXPECT_EQ(moec_sample(logits.data(), 3, &sampling, nullptr, &token),
+            MOEC_INVALID_ARGUMENT);
+}
