@@ -44,6 +44,10 @@ constexpr const char *kUsage =
     "  --prompt-tokens IDS         prompt token ids, comma-separated "
     "(3,17,250)\n"
     "  --ids                       print generated ids even for -p\n"
+    "  --json                      print one JSON object at the end instead "
+    "of\n"
+    "                              streaming (ids, text, timings) for "
+    "scripts\n"
     "  -n N                        tokens to generate (default 16)\n"
     "  --greedy                    argmax decoding (the default)\n"
     "  --temperature T             sample from softmax(logits / T)\n"
@@ -94,6 +98,7 @@ struct Options {
   std::string promptText;
   bool hasPromptText = false;
   bool printIds = false;
+  bool json = false;
   int64_t count = 16;
   bool greedy = false;
   float temperature = 0.0f;
@@ -193,6 +198,9 @@ Options parseArguments(int argc, char **argv) {
     } else if (flag == "--ids") {
       noValue();
       options.printIds = true;
+    } else if (flag == "--json") {
+      noValue();
+      options.json = true;
     } else if (flag == "-n") {
       options.count = parseInteger<int64_t>(flag, value(), 0, INT32_MAX);
     } else if (flag == "--greedy") {
@@ -296,6 +304,37 @@ void writeNpy(const std::string &path, const std::vector<float> &values,
   }
 }
 
+/// `text` as a JSON string (UTF-8 passes through; the decoder already
+/// replaced ill-formed sequences).
+std::string jsonString(std::string_view text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char escape[8];
+      std::snprintf(escape, sizeof(escape), "\\u%04x", c);
+      out += escape;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string jsonIds(const std::vector<int64_t> &ids) {
+  std::string out = "[";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i)
+      out += ',';
+    out += std::to_string(ids[i]);
+  }
+  out += ']';
+  return out;
+}
+
 double secondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
       .count();
@@ -346,7 +385,7 @@ int main(int argc, char **argv) {
     if (options.promptTokens.empty())
       fail("-p: the prompt encodes to no tokens");
   }
-  bool printText = tokenizer && !options.printIds;
+  bool printText = tokenizer && !options.printIds && !options.json;
   std::optional<moec::tokenizer::StreamingDecoder> streaming;
   if (printText)
     streaming.emplace(*tokenizer, /*skipSpecialTokens=*/true);
@@ -381,6 +420,7 @@ int main(int argc, char **argv) {
   std::vector<int64_t> generated;
   size_t decodeSteps = 0;
   double decodeSeconds = 0;
+  bool stoppedAtEos = false;
   const float *logits = moec_session_logits(session);
   for (int64_t step = 0; step < options.count; ++step) {
     if (!options.dumpLogits.empty())
@@ -393,7 +433,9 @@ int main(int argc, char **argv) {
     history.push_back(token);
     if (step == 0)
       firstTokenSeconds = secondsSince(callStart);
-    if (printText) {
+    if (options.json) {
+      // Everything is printed at the end.
+    } else if (printText) {
       std::string piece =
           streaming->push(static_cast<moec::tokenizer::TokenId>(token));
       std::fwrite(piece.data(), 1, piece.size(), stdout);
@@ -401,8 +443,11 @@ int main(int argc, char **argv) {
       std::printf("%s%lld", step ? " " : "", static_cast<long long>(token));
     }
     std::fflush(stdout);
-    if ((!options.ignoreEos && moec_model_is_eos(model, token)) ||
-        step + 1 == options.count)
+    if (!options.ignoreEos && moec_model_is_eos(model, token)) {
+      stoppedAtEos = true;
+      break;
+    }
+    if (step + 1 == options.count)
       break;
     start = std::chrono::steady_clock::now();
     check(moec_decode(session, token, nullptr));
@@ -413,6 +458,23 @@ int main(int argc, char **argv) {
   if (printText) {
     std::string rest = streaming->flush();
     std::fwrite(rest.data(), 1, rest.size(), stdout);
+  }
+  if (options.json) {
+    std::string text = "null";
+    if (tokenizer) {
+      std::vector<moec::tokenizer::TokenId> ids(generated.begin(),
+                                                generated.end());
+      text = jsonString(tokenizer->decode(ids, /*skipSpecialTokens=*/true));
+    }
+    std::printf("{\"prompt_ids\":%s,\"generated_ids\":%s,\"text\":%s,"
+                "\"stop\":\"%s\",\"device\":%s,\"prefill_tokens\":%zu,"
+                "\"prefill_seconds\":%.6f,\"decode_tokens\":%zu,"
+                "\"decode_seconds\":%.6f,\"time_to_first_token_seconds\":%.6f}",
+                jsonIds(prompt).c_str(), jsonIds(generated).c_str(),
+                text.c_str(), stoppedAtEos ? "eos" : "length",
+                jsonString(moec_model_device_name(model)).c_str(),
+                prompt.size(), prefillSeconds, decodeSteps, decodeSeconds,
+                firstTokenSeconds);
   }
   std::printf("\n");
   std::fflush(stdout); // the output ends before the stats on stderr
