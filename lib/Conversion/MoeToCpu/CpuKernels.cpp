@@ -683,8 +683,8 @@ static std::string warpNormalizeRow(const char *src, const char *w,
         %r = math.fma %x, %x, %a : f32
         scf.yield %r : f32
       }
-      %ss = func.call @warp_sum(%part) : (f32) -> f32
-      %mean = arith.divf %ss, %Hf : f32
+      %ws = func.call @warp_sum(%part) : (f32) -> f32
+$COMBINE      %mean = arith.divf %ss, %Hf : f32
       %var = arith.addf %mean, %eps : f32
       %inv = math.rsqrt %var : f32
       scf.for %i = %lane to %H step %c32 {
@@ -704,14 +704,29 @@ static std::string warpNormalizeRow(const char *src, const char *w,
 // all of a row's loads are issued before any store -- a store through one
 // memref could alias the next load and would serialize them. With
 // `residual`, the row is src + %b1 and the sum is stored to `sum`.
+//
+// `cooperative` (rows of a multiple of 512): the four warps of a block share
+// one row, a quarter each, and add their sums of squares through workgroup
+// memory (%shm).
 static std::string warpVectorNormRow(int64_t hidden, const char *src,
                                      bool residual, const char *sum,
-                                     const char *w, const char *dst) {
-  int64_t pieces = (hidden + 127) / 128;
+                                     const char *w, const char *dst,
+                                     bool cooperative = false) {
+  int64_t pieces = cooperative ? hidden / 512 : (hidden + 127) / 128;
   std::string text = R"(      %o = arith.muli %item, %H : index
       %c4 = arith.constant 4 : index
       %zv = arith.constant dense<0.0> : vector<4xf32>
       %l4 = arith.muli %lane, %c4 : index
+)";
+  if (cooperative)
+    text = R"(      %o = arith.muli %item, %H : index
+      %c4 = arith.constant 4 : index
+      %zv = arith.constant dense<0.0> : vector<4xf32>
+      %quarter = arith.constant )" +
+           num(hidden / 4) + R"( : index
+      %wq = arith.muli %warp, %quarter : index
+      %lane4 = arith.muli %lane, %c4 : index
+      %l4 = arith.addi %wq, %lane4 : index
 )";
   std::string loads, stores;
   for (int64_t p = 0; p < pieces; ++p) {
@@ -766,16 +781,36 @@ static std::string warpVectorNormRow(int64_t hidden, const char *src,
       "      %a0 = arith.addf %zv, %zv : vector<4xf32>\n" + loads +
       subst(
           R"(      %part = vector.reduction <add>, %a$N : vector<4xf32> into f32
-      %ss = func.call @warp_sum(%part) : (f32) -> f32
-      %mean = arith.divf %ss, %Hf : f32
+      %ws = func.call @warp_sum(%part) : (f32) -> f32
+$COMBINE      %mean = arith.divf %ss, %Hf : f32
       %var = arith.addf %mean, %eps : f32
       %inv = math.rsqrt %var : f32
       %invv = vector.broadcast %inv : f32 to vector<4xf32>
 )",
-          {{"N", num(pieces)}}) +
+          {{"N", num(pieces)},
+           {"COMBINE", cooperative
+                           ? R"(      scf.if %lead {
+        memref.store %ws, %shm[%warp] : memref<8xf32, #gpu.address_space<workgroup>>
+      }
+      gpu.barrier
+      %sw0 = memref.load %shm[%c0] : memref<8xf32, #gpu.address_space<workgroup>>
+      %sw1 = memref.load %shm[%c1] : memref<8xf32, #gpu.address_space<workgroup>>
+      %c2w = arith.constant 2 : index
+      %c3w = arith.constant 3 : index
+      %sw2 = memref.load %shm[%c2w] : memref<8xf32, #gpu.address_space<workgroup>>
+      %sw3 = memref.load %shm[%c3w] : memref<8xf32, #gpu.address_space<workgroup>>
+      %s01 = arith.addf %sw0, %sw1 : f32
+      %s23 = arith.addf %sw2, %sw3 : f32
+      %ss = arith.addf %s01, %s23 : f32
+)"
+                           : "      %ss = arith.addf %ws, %f0 : f32\n"}}) +
       stores;
   return subst(text, {{"SRC", src}, {"SUM", sum}, {"W", w}, {"DST", dst}});
 }
+
+// Workgroup memory of the cooperative norms: the four warps' partial sums.
+constexpr const char *kNormWorkgroup =
+    "%shm: memref<8xf32, #gpu.address_space<workgroup>>";
 
 static std::string normConstants(int64_t hidden, double eps) {
   return subst(R"(    %H = arith.constant $H : index
@@ -793,13 +828,17 @@ unsigned KernelLibrary::rmsNorm(int64_t hidden, double eps) {
                      "    scf.for %r = %begin to %end step %c1 {\n"
                      "      %o = arith.muli %r, %H : index\n" +
                      normalizeRow("%b0", "%b1", "%b2") + "    }\n";
+  bool cooperative = hidden % 512 == 0;
   std::string warpBody =
       normConstants(hidden, eps) +
-      (hidden % 4 == 0
-           ? warpVectorNormRow(hidden, "%b0", false, "", "%b1", "%b2")
-           : "      %o = arith.muli %item, %H : index\n" +
-                 warpNormalizeRow("%b0", "%b1", "%b2"));
-  return add(body, {Elt::F32, Elt::F32, Elt::F32}, body, warpBody);
+      (hidden % 4 == 0 ? warpVectorNormRow(hidden, "%b0", false, "", "%b1",
+                                           "%b2", cooperative)
+                       : "      %o = arith.muli %item, %H : index\n" +
+                             warpNormalizeRow("%b0", "%b1", "%b2"));
+  unsigned index = add(body, {Elt::F32, Elt::F32, Elt::F32}, body, warpBody);
+  if (cooperative)
+    kernels[index].workgroup = kNormWorkgroup;
+  return index;
 }
 
 // Work: rows. sum = a + b; out = rms_norm(sum) * w.
@@ -816,9 +855,10 @@ unsigned KernelLibrary::addRmsNorm(int64_t hidden, double eps) {
       }
 )" + normalizeRow("%b3", "%b2", "%b4") +
                      "    }\n";
+  bool cooperative = hidden % 512 == 0;
   std::string vectorBody =
       normConstants(hidden, eps) +
-      warpVectorNormRow(hidden, "%b0", true, "%b3", "%b2", "%b4");
+      warpVectorNormRow(hidden, "%b0", true, "%b3", "%b2", "%b4", cooperative);
   std::string warpBody = hidden % 4 == 0
                              ? vectorBody
                              : normConstants(hidden, eps) +
@@ -831,8 +871,11 @@ unsigned KernelLibrary::addRmsNorm(int64_t hidden, double eps) {
         memref.store %s, %b3[%j] : memref<?xf32>
       }
 )" + warpNormalizeRow("%b3", "%b2", "%b4");
-  return add(body, {Elt::F32, Elt::F32, Elt::F32, Elt::F32, Elt::F32}, body,
-             warpBody);
+  unsigned index = add(body, {Elt::F32, Elt::F32, Elt::F32, Elt::F32, Elt::F32},
+                       body, warpBody);
+  if (cooperative)
+    kernels[index].workgroup = kNormWorkgroup;
+  return index;
 }
 
 // Work: elements. out = a (op) b.
