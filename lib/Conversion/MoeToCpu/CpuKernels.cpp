@@ -1190,97 +1190,61 @@ unsigned KernelLibrary::rope(int64_t heads, int64_t dim, bool interleaved,
                                   : R"(        %ia = arith.addi %or, %i : index
         %ib = arith.addi %ia, %HALF : index
 )";
-  std::string body = subst(R"(    %H = arith.constant $H : index
+  // One (token, head) row: copy the first OFF values, rotate the pairs;
+  // $FIRST/$STEP spread the pairs over the lanes of a warp on the GPU.
+  std::string row = R"(      %t = arith.divui %item, %H : index
+      %p = arith.addi %pos, %t : index
+      %p64 = arith.index_cast %p : index to i64
+      %pf = arith.sitofp %p64 : i64 to f32
+      %o = arith.muli %item, %D : index
+      %or = arith.addi %o, %OFF : index
+      scf.for %i = $FIRST to %OFF step $STEP {
+        %ci = arith.addi %o, %i : index
+        %cv = memref.load %b0[%ci] : memref<?xf32>
+        memref.store %cv, %b1[%ci] : memref<?xf32>
+      }
+      scf.for %i = $FIRST to %HALF step $STEP {
+        %f = memref.load %freq[%i] : memref<$HALFxf32>
+        %ang = arith.mulf %pf, %f : f32
+        %cr = math.cos %ang : f32
+        %sr = math.sin %ang : f32
+        %c = arith.mulf %cr, %af : f32
+        %s = arith.mulf %sr, %af : f32
+$PAIRS        %a = memref.load %b0[%ia] : memref<?xf32>
+        %b = memref.load %b0[%ib] : memref<?xf32>
+        %ac = arith.mulf %a, %c : f32
+        %bs = arith.mulf %b, %s : f32
+        %ra = arith.subf %ac, %bs : f32
+        %bc = arith.mulf %b, %c : f32
+        %as = arith.mulf %a, %s : f32
+        %rb = arith.addf %bc, %as : f32
+        memref.store %ra, %b1[%ia] : memref<?xf32>
+        memref.store %rb, %b1[%ib] : memref<?xf32>
+      }
+)";
+  std::string constants = R"(    %H = arith.constant $H : index
     %D = arith.constant $D : index
     %HALF = arith.constant $HALF : index
     %OFF = arith.constant $OFF : index
     %c2 = arith.constant 2 : index
     %af = arith.constant $AF : f32
     %freq = memref.get_global $GLOBAL : memref<$HALFxf32>
-    scf.for %item = %begin to %end step %c1 {
-      %t = arith.divui %item, %H : index
-      %p = arith.addi %pos, %t : index
-      %p64 = arith.index_cast %p : index to i64
-      %pf = arith.sitofp %p64 : i64 to f32
-      %o = arith.muli %item, %D : index
-      %or = arith.addi %o, %OFF : index
-      scf.for %i = %c0 to %OFF step %c1 {
-        %ci = arith.addi %o, %i : index
-        %cv = memref.load %b0[%ci] : memref<?xf32>
-        memref.store %cv, %b1[%ci] : memref<?xf32>
-      }
-      scf.for %i = %c0 to %HALF step %c1 {
-        %f = memref.load %freq[%i] : memref<$HALFxf32>
-        %ang = arith.mulf %pf, %f : f32
-        %cr = math.cos %ang : f32
-        %sr = math.sin %ang : f32
-        %c = arith.mulf %cr, %af : f32
-        %s = arith.mulf %sr, %af : f32
-$PAIRS        %a = memref.load %b0[%ia] : memref<?xf32>
-        %b = memref.load %b0[%ib] : memref<?xf32>
-        %ac = arith.mulf %a, %c : f32
-        %bs = arith.mulf %b, %s : f32
-        %ra = arith.subf %ac, %bs : f32
-        %bc = arith.mulf %b, %c : f32
-        %as = arith.mulf %a, %s : f32
-        %rb = arith.addf %bc, %as : f32
-        memref.store %ra, %b1[%ia] : memref<?xf32>
-        memref.store %rb, %b1[%ib] : memref<?xf32>
-      }
-    }
-)",
-                           {{"H", num(heads)},
-                            {"D", num(dim)},
-                            {"HALF", num((dim - offset) / 2)},
-                            {"OFF", num(offset)},
-                            {"AF", f32Literal(attentionFactor)},
-                            {"GLOBAL", global},
-                            {"PAIRS", pairs}});
+)";
+  std::vector<std::pair<std::string, std::string>> keys = {
+      {"H", num(heads)},
+      {"D", num(dim)},
+      {"HALF", num((dim - offset) / 2)},
+      {"OFF", num(offset)},
+      {"AF", f32Literal(attentionFactor)},
+      {"GLOBAL", global},
+      {"PAIRS", pairs}};
+  std::string body =
+      subst(constants + "    scf.for %item = %begin to %end step %c1 {\n" +
+                subst(row, {{"FIRST", "%c0"}, {"STEP", "%c1"}}) + "    }\n",
+            keys);
   // GPU: a warp per (token, head), a lane per pair (one sin/cos each).
-  std::string warpBody = subst(R"(      %H = arith.constant $H : index
-      %D = arith.constant $D : index
-      %HALF = arith.constant $HALF : index
-      %OFF = arith.constant $OFF : index
-      %c2 = arith.constant 2 : index
-      %af = arith.constant $AF : f32
-      %freq = memref.get_global $GLOBAL : memref<$HALFxf32>
-      %t = arith.divui %item, %H : index
-      %p = arith.addi %pos, %t : index
-      %p64 = arith.index_cast %p : index to i64
-      %pf = arith.sitofp %p64 : i64 to f32
-      %o = arith.muli %item, %D : index
-      %or = arith.addi %o, %OFF : index
-      scf.for %i = %lane to %OFF step %c32 {
-        %ci = arith.addi %o, %i : index
-        %cv = memref.load %b0[%ci] : memref<?xf32>
-        memref.store %cv, %b1[%ci] : memref<?xf32>
-      }
-      scf.for %i = %lane to %HALF step %c32 {
-        %f = memref.load %freq[%i] : memref<$HALFxf32>
-        %ang = arith.mulf %pf, %f : f32
-        %cr = math.cos %ang : f32
-        %sr = math.sin %ang : f32
-        %c = arith.mulf %cr, %af : f32
-        %s = arith.mulf %sr, %af : f32
-$PAIRS        %a = memref.load %b0[%ia] : memref<?xf32>
-        %b = memref.load %b0[%ib] : memref<?xf32>
-        %ac = arith.mulf %a, %c : f32
-        %bs = arith.mulf %b, %s : f32
-        %ra = arith.subf %ac, %bs : f32
-        %bc = arith.mulf %b, %c : f32
-        %as = arith.mulf %a, %s : f32
-        %rb = arith.addf %bc, %as : f32
-        memref.store %ra, %b1[%ia] : memref<?xf32>
-        memref.store %rb, %b1[%ib] : memref<?xf32>
-      }
-)",
-                               {{"H", num(heads)},
-                                {"D", num(dim)},
-                                {"HALF", num((dim - offset) / 2)},
-                                {"OFF", num(offset)},
-                                {"AF", f32Literal(attentionFactor)},
-                                {"GLOBAL", global},
-                                {"PAIRS", pairs}});
+  std::string warpBody = subst(
+      constants + subst(row, {{"FIRST", "%lane"}, {"STEP", "%c32"}}), keys);
   return add(body, {Elt::F32, Elt::F32}, body, warpBody);
 }
 
