@@ -498,7 +498,8 @@ Value Importer::routedExperts(StringRef prefix, Value hidden) {
           ? IntegerAttr()
           : builder.getI64IntegerAttr(e.topKGroups),
       e.normTopKProb ? builder.getUnitAttr() : UnitAttr(),
-      builder.getF32FloatAttr(e.routedScalingFactor));
+      builder.getF32FloatAttr(e.routedScalingFactor),
+      /*appended_experts=*/IntegerAttr());
 
   std::array<Value, 3> stacked;
   if (hasTensor(p + "experts.gate_up_proj")) {

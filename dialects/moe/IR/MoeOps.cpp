@@ -456,13 +456,19 @@ LogicalResult RouterOp::verify() {
   if (topK < 1 || topK > experts)
     return emitOpError() << "top_k (" << topK << ") must be in [1, " << experts
                          << "]";
+  int64_t appended =
+      getAppendedExperts() ? static_cast<int64_t>(*getAppendedExperts()) : 0;
+  if (appended < 0)
+    return emitOpError() << "appended experts (" << appended
+                         << ") must not be negative";
   for (auto [value, what] :
        {std::pair<Value, StringRef>{getWeights(), "weights"},
         std::pair<Value, StringRef>{getIndices(), "indices"}}) {
     if (failed(expectRank(*this, value, 2, what)) ||
         failed(expectDim(*this, value, 0, tensorType(getLogits()).getDimSize(0),
                          what, "logits tokens")) ||
-        failed(expectDim(*this, value, 1, topK, what, "top_k")))
+        failed(expectDim(*this, value, 1, topK + appended, what,
+                         "top_k + appended experts")))
       return failure();
   }
 

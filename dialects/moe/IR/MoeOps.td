@@ -365,6 +365,11 @@ def Moe_RouterOp : Moe_PureOp<"router"> {
     Indices are ordered by descending selection score; ties break toward the
     lower expert index.
 
+    With `append(S)`, each token's `top_k` selections are followed by `S`
+    more: indices `E .. E + S - 1` with weight 1. `--moe-fuse-experts` uses
+    them for shared experts folded into the routed stacks as experts every
+    token takes.
+
     Example:
 
     ```mlir
@@ -379,11 +384,13 @@ def Moe_RouterOp : Moe_PureOp<"router"> {
                        I64Attr:$top_k, OptionalAttr<I64Attr>:$n_group,
                        OptionalAttr<I64Attr>:$topk_group,
                        UnitAttr:$norm_topk_prob,
-                       DefaultValuedAttr<F32Attr, "1.0f">:$routed_scaling_factor);
+                       DefaultValuedAttr<F32Attr, "1.0f">:$routed_scaling_factor,
+                       OptionalAttr<I64Attr>:$appended_experts);
   let results = (outs RankedTensorOf<[F32]>:$weights,
                       Moe_IndexTensor:$indices);
   let assemblyFormat = [{
     $scoring $method $logits (`bias` $bias^)? `top_k` `(` $top_k `)`
+    (`append` `(` $appended_experts^ `)`)?
     (`groups` `(` $n_group^ `,` $topk_group `)`)?
     (`norm_topk_prob` $norm_topk_prob^)?
     `scale` `(` $routed_scaling_factor `)` attr-dict `:` functional-type(operands, results)

@@ -59,6 +59,35 @@ def MoeFuseAttentionPass : Pass<"moe-fuse-attention", "::mlir::ModuleOp"> {
                            "::mlir::func::FuncDialect"];
 }
 
+def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
+  let summary = "Fold un-gated shared experts into the routed experts";
+  let description = [{
+    DeepSeek's shared experts are a SwiGLU MLP every token runs next to its
+    routed experts, their outputs added:
+    ```mlir
+    %w, %i = moe.router softmax greedy %logits top_k(6) scale(1.0) : ...
+    %r = moe.experts %x routed(%w, %i) weights(%g, %u, %d) : ...
+    %s = moe.mlp %x weights(%sg, %su, %sd) : ...
+    %y = moe.add %r, %s : tensor<?x2048xf32>
+    ```
+    A shared MLP of intermediate size `S * I` (`I` the routed experts') is
+    exactly `S` more experts of size `I` with weight 1, so this becomes one
+    `moe.experts` over stacks with the shared slices appended (compile-time
+    weight transforms) and a router that appends the `S` indices:
+    ```mlir
+    %w, %i = moe.router softmax greedy %logits top_k(6) append(2) scale(1.0) : ...
+    %y = moe.experts %x routed(%w, %i) weights(%g2, %u2, %d2) : ...
+    ```
+    Three dispatches fewer per MoE layer (the shared MLP's two and the add).
+    Left alone: shared experts behind a gate (Qwen2-MoE's sigmoid gate),
+    shared weights that are not plain checkpoint tensors (e.g. FP8 to
+    dequantize: the writer slices only plain tensors), sizes that do not
+    divide, routers with other users.
+  }];
+  let dependentDialects = ["::mlir::moe::MoeDialect",
+                           "::mlir::tensor::TensorDialect"];
+}
+
 def MoeFuseNormsPass : Pass<"moe-fuse-norms"> {
   let summary = "Fuse residual adds into the RMSNorm that consumes them";
   let description = [{

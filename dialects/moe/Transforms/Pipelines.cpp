@@ -10,9 +10,9 @@
 #include "mlir/Transforms/Passes.h"
 
 llvm::ArrayRef<llvm::StringRef> mlir::moe::moeOptimizationPassNames() {
-  static const llvm::StringRef names[] = {"canonicalize", "moe-fuse-attention",
-                                          "moe-fuse-norms", "moe-fuse-qkv",
-                                          "cse"};
+  static const llvm::StringRef names[] = {
+      "canonicalize",   "moe-fuse-attention", "moe-fuse-experts",
+      "moe-fuse-norms", "moe-fuse-qkv",       "cse"};
   return names;
 }
 
@@ -25,6 +25,8 @@ void mlir::moe::buildMoeOptimizationPipeline(
     pm.addPass(createCanonicalizerPass());
   if (enabled("moe-fuse-attention"))
     pm.addPass(createMoeFuseAttentionPass());
+  if (enabled("moe-fuse-experts"))
+    pm.addPass(createMoeFuseExpertsPass());
   if (enabled("moe-fuse-norms"))
     pm.addPass(createMoeFuseNormsPass());
   if (enabled("moe-fuse-qkv"))
@@ -38,6 +40,7 @@ void mlir::moe::registerMoePassesAndPipelines() {
   PassPipelineRegistration<>(
       "moe-optimize",
       "The moe-to-moe pipeline of `moec compile` (canonicalize, absorb MLA, "
+      "fold shared experts, "
       "fuse norms, "
       "fuse sibling projections, cse)",
       [](OpPassManager &pm) { buildMoeOptimizationPipeline(pm); });

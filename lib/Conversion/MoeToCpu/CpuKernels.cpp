@@ -1091,6 +1091,8 @@ unsigned KernelLibrary::router(const RouterSpec &spec) {
                               : "";
   std::string body = R"(    %E = arith.constant $E : index
     %K = arith.constant $K : index
+    %KS = arith.constant $KS : index
+    %EA = arith.constant $EA : index
     %G = arith.constant $G : index
     %PG = arith.constant $PG : index
     %KG = arith.constant $KG : index
@@ -1104,7 +1106,7 @@ unsigned KernelLibrary::router(const RouterSpec &spec) {
       %choice = memref.alloca() : memref<$Exf32>
       %taken = memref.alloca() : memref<$Exi8>
       %lo = arith.muli %t, %E : index
-      %ko = arith.muli %t, %K : index
+      %ko = arith.muli %t, %KS : index
 )" + scores + choice +
                      groups +
                      R"(      scf.for %e = %c0 to %E step %c1 {
@@ -1136,6 +1138,15 @@ unsigned KernelLibrary::router(const RouterSpec &spec) {
         %n = arith.mulf %w, %scale : f32
         memref.store %n, %b$W[%o] : memref<?xf32>
       }
+      // Appended (shared) experts: weight 1, indices E, E + 1, ...
+      %kk = arith.addi %ko, %K : index
+      scf.for %a = %c0 to %EA step %c1 {
+        %o = arith.addi %kk, %a : index
+        memref.store %f1, %b$W[%o] : memref<?xf32>
+        %ea = arith.addi %E, %a : index
+        %ea32 = arith.index_cast %ea : index to i32
+        memref.store %ea32, %b$I[%o] : memref<?xi32>
+      }
     }
 )";
   int64_t groupsCount = spec.grouping == RouterSpec::Greedy
@@ -1143,6 +1154,8 @@ unsigned KernelLibrary::router(const RouterSpec &spec) {
                             : std::max<int64_t>(1, spec.groups);
   body = subst(body, {{"E", num(spec.experts)},
                       {"K", num(spec.topK)},
+                      {"KS", num(spec.topK + spec.appended)},
+                      {"EA", num(spec.appended)},
                       {"G", num(groupsCount)},
                       {"PG", num(spec.experts / groupsCount)},
                       {"KG", num(spec.keptGroups)},

@@ -58,6 +58,9 @@ public:
     int64_t groups, keptGroups;
     bool bias, normalize;
     double scale;
+    /// Always-selected experts E .. E + appended - 1 (weight 1) after the
+    /// top_k selections of each token.
+    int64_t appended = 0;
   };
   unsigned router(const RouterSpec &spec);
   /// Rotates dimensions [offset, dim) of each head, copies [0, offset).

@@ -309,10 +309,20 @@ static std::string exprKey(const WeightExpr &expr) {
   return "";
 }
 
-// "a.experts.0.b", "a.experts.1.b", ... -> "a.experts.*.b"
+// "a.experts.0.b", "a.experts.1.b", ... -> "a.experts.*.b". A concatenation
+// of parts with different names ("stack + shared slices") joins them.
 static std::string displayName(const WeightExpr &expr) {
   if (expr.kind != WeightExpr::Stack && expr.kind != WeightExpr::Concat)
     return exprKey(expr);
+  if (expr.kind == WeightExpr::Concat &&
+      llvm::any_of(expr.operands, [](const WeightExpr &operand) {
+        return operand.kind == WeightExpr::Stack;
+      })) {
+    std::string name;
+    for (const WeightExpr &operand : expr.operands)
+      name += (name.empty() ? "" : " + ") + displayName(operand);
+    return name;
+  }
   std::string first = displayName(expr.operands.front());
   std::string last = displayName(expr.operands.back());
   size_t prefix = 0;
@@ -608,6 +618,9 @@ llvm::Error Planner::planOp(Operation *op) {
     spec.bias = static_cast<bool>(router.getBias());
     spec.normalize = router.getNormTopkProb();
     spec.scale = router.getRoutedScalingFactor().convertToDouble();
+    spec.appended = router.getAppendedExperts()
+                        ? static_cast<int64_t>(*router.getAppendedExperts())
+                        : 0;
     llvm::SmallVector<VirtualBinding, 4> bindings{input(router.getLogits())};
     if (router.getBias())
       bindings.push_back(w(router.getBias()));

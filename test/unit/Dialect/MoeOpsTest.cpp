@@ -76,7 +76,8 @@ TEST_F(MoeOpsTest, RouterVerifierNamesTheBadAttribute) {
       moe::ScoringFuncAttr::get(&context, moe::ScoringFunc::softmax),
       moe::TopKMethodAttr::get(&context, moe::TopKMethod::group_limited_greedy),
       builder.getI64IntegerAttr(2), builder.getI64IntegerAttr(5),
-      builder.getI64IntegerAttr(2), UnitAttr(), builder.getF32FloatAttr(1.0f));
+      builder.getI64IntegerAttr(2), UnitAttr(), builder.getF32FloatAttr(1.0f),
+      /*appended_experts=*/IntegerAttr());
   EXPECT_EQ(verifyMessage(*module),
             "'moe.router' op n_group (5) must divide the number of experts "
             "(12)");

@@ -322,7 +322,7 @@ func.func @case39(%l: tensor<?x16xf32>, %b: tensor<16xf32>) {
 // -----
 
 func.func @case40(%l: tensor<?x16xf32>, %b: tensor<16xf32>) {
-  // expected-error @+1 {{indices dimension 1 (2) does not match top_k (4)}}
+  // expected-error @+1 {{indices dimension 1 (2) does not match top_k + appended experts (4)}}
   %w, %i = moe.router softmax greedy %l top_k(4) scale(1.0) : (tensor<?x16xf32>) -> (tensor<?x4xf32>, tensor<?x2xi32>)
   return
 }

@@ -145,3 +145,12 @@ func.func @partial_rope(%x: tensor<?x4x24xf32>, %pos: index) -> tensor<?x4x24xf3
   %r = moe.rope %x at %pos from(16) theta(1.0e+04) interleaved : tensor<?x4x24xf32>
   return %r : tensor<?x4x24xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @router_append
+func.func @router_append(%l: tensor<?x8xf32>) -> tensor<?x5xi32> {
+  // CHECK: moe.router softmax greedy %{{.+}} top_k(3) append(2) scale(1.000000e+00)
+  %w, %i = moe.router softmax greedy %l top_k(3) append(2) scale(1.0) : (tensor<?x8xf32>) -> (tensor<?x5xf32>, tensor<?x5xi32>)
+  return %i : tensor<?x5xi32>
+}
