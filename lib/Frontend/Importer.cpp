@@ -488,6 +488,7 @@ Value Importer::routedExperts(StringRef prefix, Value hidden) {
       RankedTensorType::get({tokens, e.topK}, builder.getIntegerType(32));
   auto router = moe::RouterOp::create(
       builder, loc, actType({tokens, e.topK}), indexType, logits, bias,
+      /*appended_gate=*/Value(),
       moe::ScoringFuncAttr::get(&context, toIR(e.scoring)),
       moe::TopKMethodAttr::get(&context, toIR(e.topKMethod)),
       builder.getI64IntegerAttr(e.topK),

@@ -461,6 +461,17 @@ LogicalResult RouterOp::verify() {
   if (appended < 0)
     return emitOpError() << "appended experts (" << appended
                          << ") must not be negative";
+  if (getAppendedGate()) {
+    if (appended == 0)
+      return emitOpError("a gate for appended experts needs append(S)");
+    if (failed(expectRank(*this, getAppendedGate(), 2, "appended gate")) ||
+        failed(expectDim(*this, getAppendedGate(), 0,
+                         tensorType(getLogits()).getDimSize(0), "appended gate",
+                         "logits tokens")) ||
+        failed(expectDim(*this, getAppendedGate(), 1, 1, "appended gate",
+                         "one gate per token")))
+      return failure();
+  }
   for (auto [value, what] :
        {std::pair<Value, StringRef>{getWeights(), "weights"},
         std::pair<Value, StringRef>{getIndices(), "indices"}}) {

@@ -342,7 +342,7 @@ def Moe_MlaAttentionOp : Moe_PureOp<"mla_attention", [
 // Mixture of experts
 //===----------------------------------------------------------------------===//
 
-def Moe_RouterOp : Moe_PureOp<"router"> {
+def Moe_RouterOp : Moe_PureOp<"router", [AttrSizedOperandSegments]> {
   let summary = "expert scoring and top-k selection";
   let description = [{
     Turns router logits `[T, E]` (the output of the gate projection) into
@@ -366,9 +366,10 @@ def Moe_RouterOp : Moe_PureOp<"router"> {
     lower expert index.
 
     With `append(S)`, each token's `top_k` selections are followed by `S`
-    more: indices `E .. E + S - 1` with weight 1. `--moe-fuse-experts` uses
-    them for shared experts folded into the routed stacks as experts every
-    token takes.
+    more: indices `E .. E + S - 1` with weight 1, or `sigmoid(gate[t, 0])`
+    with `gated %gate` (`[T, 1]`, Qwen2-MoE's shared-expert gate).
+    `--moe-fuse-experts` uses them for shared experts folded into the routed
+    stacks as experts every token takes.
 
     Example:
 
@@ -380,6 +381,7 @@ def Moe_RouterOp : Moe_PureOp<"router"> {
   }];
   let arguments = (ins Moe_ActTensor:$logits,
                        Optional<RankedTensorOf<[F32, BF16]>>:$bias,
+                       Optional<Moe_ActTensor>:$appended_gate,
                        Moe_ScoringFunc:$scoring, Moe_TopKMethod:$method,
                        I64Attr:$top_k, OptionalAttr<I64Attr>:$n_group,
                        OptionalAttr<I64Attr>:$topk_group,
@@ -390,7 +392,7 @@ def Moe_RouterOp : Moe_PureOp<"router"> {
                       Moe_IndexTensor:$indices);
   let assemblyFormat = [{
     $scoring $method $logits (`bias` $bias^)? `top_k` `(` $top_k `)`
-    (`append` `(` $appended_experts^ `)`)?
+    (`append` `(` $appended_experts^ `)`)? (`gated` $appended_gate^)?
     (`groups` `(` $n_group^ `,` $topk_group `)`)?
     (`norm_topk_prob` $norm_topk_prob^)?
     `scale` `(` $routed_scaling_factor `)` attr-dict `:` functional-type(operands, results)

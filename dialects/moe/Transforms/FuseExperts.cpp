@@ -32,16 +32,25 @@ struct FoldSharedExperts : OpRewritePattern<AddOp> {
 
   LogicalResult matchAndRewrite(AddOp add,
                                 PatternRewriter &rewriter) const override {
-    auto experts = add.getLhs().getDefiningOp<ExpertsOp>();
-    auto mlp = add.getRhs().getDefiningOp<MlpOp>();
-    if (!experts || !mlp) {
-      experts = add.getRhs().getDefiningOp<ExpertsOp>();
-      mlp = add.getLhs().getDefiningOp<MlpOp>();
+    Value lhs = add.getLhs(), rhs = add.getRhs();
+    if (!lhs.getDefiningOp<ExpertsOp>())
+      std::swap(lhs, rhs);
+    auto experts = lhs.getDefiningOp<ExpertsOp>();
+    // Qwen2-MoE: the shared output scaled by sigmoid(gate).
+    auto gated = rhs.getDefiningOp<SigmoidGateOp>();
+    Value sharedGate;
+    if (gated) {
+      if (!gated->hasOneUse())
+        return rewriter.notifyMatchFailure(add, "gated output used elsewhere");
+      sharedGate = gated.getGate();
+      rhs = gated.getInput();
     }
+    auto mlp = rhs.getDefiningOp<MlpOp>();
     if (!experts || !mlp || experts.getInput() != mlp.getInput())
       return rewriter.notifyMatchFailure(add, "not routed + shared experts");
     if (!experts->hasOneUse() || !mlp->hasOneUse())
       return rewriter.notifyMatchFailure(add, "partial results used elsewhere");
+
     auto router = experts.getExpertIndices().getDefiningOp<RouterOp>();
     if (!router || router.getWeights() != experts.getRoutingWeights() ||
         !router.getWeights().hasOneUse() || !router.getIndices().hasOneUse() ||
@@ -102,8 +111,9 @@ struct FoldSharedExperts : OpRewritePattern<AddOp> {
     Value down =
         appendSlots(experts.getDownWeight(), mlp.getDownWeight(), true);
 
-    // The router, with S more selections per token.
-    rewriter.setInsertionPoint(router);
+    // The router, with S more selections per token, where the add was: its
+    // logits come before the old router, the gate before the add.
+    rewriter.setInsertionPoint(add);
     auto widen = [&](Value value) {
       RankedTensorType type = tensorType(value);
       return RankedTensorType::get(
@@ -114,6 +124,8 @@ struct FoldSharedExperts : OpRewritePattern<AddOp> {
     routed.getWeights().setType(widen(router.getWeights()));
     routed.getIndices().setType(widen(router.getIndices()));
     routed.setAppendedExpertsAttr(rewriter.getI64IntegerAttr(slots));
+    if (sharedGate)
+      routed.getAppendedGateMutable().assign(sharedGate);
 
     rewriter.setInsertionPoint(add);
     auto fused = ExpertsOp::create(rewriter, loc, add.getType(),
@@ -121,6 +133,8 @@ struct FoldSharedExperts : OpRewritePattern<AddOp> {
                                    routed.getIndices(), gate, up, down);
     rewriter.replaceOp(add, fused.getResult());
     rewriter.eraseOp(experts);
+    if (gated)
+      rewriter.eraseOp(gated);
     rewriter.eraseOp(mlp);
     rewriter.eraseOp(router);
     return success();

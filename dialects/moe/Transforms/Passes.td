@@ -60,7 +60,7 @@ def MoeFuseAttentionPass : Pass<"moe-fuse-attention", "::mlir::ModuleOp"> {
 }
 
 def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
-  let summary = "Fold un-gated shared experts into the routed experts";
+  let summary = "Fold shared experts into the routed experts";
   let description = [{
     DeepSeek's shared experts are a SwiGLU MLP every token runs next to its
     routed experts, their outputs added:
@@ -78,11 +78,12 @@ def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
     %w, %i = moe.router softmax greedy %logits top_k(6) append(2) scale(1.0) : ...
     %y = moe.experts %x routed(%w, %i) weights(%g2, %u2, %d2) : ...
     ```
-    Three dispatches fewer per MoE layer (the shared MLP's two and the add).
-    Left alone: shared experts behind a gate (Qwen2-MoE's sigmoid gate),
-    shared weights that are not plain checkpoint tensors (e.g. FP8 to
-    dequantize: the writer slices only plain tensors), sizes that do not
-    divide, routers with other users.
+    Three dispatches fewer per MoE layer (the shared MLP's two and the add;
+    four with Qwen2-MoE's gate, whose `moe.sigmoid_gate` becomes the
+    router's `gated` weight for the appended experts). Left alone: shared
+    weights that are not plain checkpoint tensors (e.g. FP8 to dequantize:
+    the writer slices only plain tensors), sizes that do not divide, routers
+    with other users.
   }];
   let dependentDialects = ["::mlir::moe::MoeDialect",
                            "::mlir::tensor::TensorDialect"];

@@ -1138,11 +1138,12 @@ unsigned KernelLibrary::router(const RouterSpec &spec) {
         %n = arith.mulf %w, %scale : f32
         memref.store %n, %b$W[%o] : memref<?xf32>
       }
-      // Appended (shared) experts: weight 1, indices E, E + 1, ...
+      // Appended (shared) experts: indices E, E + 1, ... with weight 1 or
+      // sigmoid of the token's gate.
       %kk = arith.addi %ko, %K : index
-      scf.for %a = %c0 to %EA step %c1 {
+$APPENDWEIGHT      scf.for %a = %c0 to %EA step %c1 {
         %o = arith.addi %kk, %a : index
-        memref.store %f1, %b$W[%o] : memref<?xf32>
+        memref.store %aw, %b$W[%o] : memref<?xf32>
         %ea = arith.addi %E, %a : index
         %ea32 = arith.index_cast %ea : index to i32
         memref.store %ea32, %b$I[%o] : memref<?xi32>
@@ -1160,11 +1161,23 @@ unsigned KernelLibrary::router(const RouterSpec &spec) {
                       {"PG", num(spec.experts / groupsCount)},
                       {"KG", num(spec.keptGroups)},
                       {"SCALE", f32Literal(spec.scale)},
-                      {"W", spec.bias ? "2" : "1"},
-                      {"I", spec.bias ? "3" : "2"}});
+                      {"APPENDWEIGHT",
+                       spec.gatedAppend
+                           ? "      %ag = memref.load %b$GATE[%t] : "
+                             "memref<?xf32>\n"
+                             "      %aw = func.call @sigmoid(%ag) : (f32) -> "
+                             "f32\n"
+                           : "      %aw = arith.addf %f1, %f0 : f32\n"},
+                      {"GATE", num(1 + spec.bias)},
+                      {"W", num(1 + spec.bias + spec.gatedAppend)},
+                      {"I", num(2 + spec.bias + spec.gatedAppend)}});
+  llvm::SmallVector<Elt, 5> bindings{Elt::F32};
   if (spec.bias)
-    return add(body, {Elt::F32, Elt::F32, Elt::F32, Elt::I32}, body);
-  return add(body, {Elt::F32, Elt::F32, Elt::I32}, body);
+    bindings.push_back(Elt::F32);
+  if (spec.gatedAppend)
+    bindings.push_back(Elt::F32);
+  bindings.append({Elt::F32, Elt::I32});
+  return add(body, bindings, body);
 }
 
 // Work: T * heads items (t, h). Rotates pairs by (start_pos + t) * inv_freq;

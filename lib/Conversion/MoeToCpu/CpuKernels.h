@@ -61,6 +61,9 @@ public:
     /// Always-selected experts E .. E + appended - 1 (weight 1) after the
     /// top_k selections of each token.
     int64_t appended = 0;
+    /// The appended experts' weight is sigmoid of a per-token gate binding
+    /// (after the bias) instead of 1.
+    bool gatedAppend = false;
   };
   unsigned router(const RouterSpec &spec);
   /// Rotates dimensions [offset, dim) of each head, copies [0, offset).

@@ -621,9 +621,12 @@ llvm::Error Planner::planOp(Operation *op) {
     spec.appended = router.getAppendedExperts()
                         ? static_cast<int64_t>(*router.getAppendedExperts())
                         : 0;
+    spec.gatedAppend = static_cast<bool>(router.getAppendedGate());
     llvm::SmallVector<VirtualBinding, 4> bindings{input(router.getLogits())};
     if (router.getBias())
       bindings.push_back(w(router.getBias()));
+    if (router.getAppendedGate())
+      bindings.push_back(input(router.getAppendedGate()));
     bindings.push_back(output(router.getWeights()));
     bindings.push_back(output(router.getIndices()));
     dispatch(kernels.router(spec), bindings, 1, 0, op);

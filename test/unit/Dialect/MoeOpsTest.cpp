@@ -73,6 +73,7 @@ TEST_F(MoeOpsTest, RouterVerifierNamesTheBadAttribute) {
   moe::RouterOp::create(
       builder, loc, RankedTensorType::get({2, 2}, f32),
       RankedTensorType::get({2, 2}, builder.getI32Type()), logits, Value(),
+      /*appended_gate=*/Value(),
       moe::ScoringFuncAttr::get(&context, moe::ScoringFunc::softmax),
       moe::TopKMethodAttr::get(&context, moe::TopKMethod::group_limited_greedy),
       builder.getI64IntegerAttr(2), builder.getI64IntegerAttr(5),

@@ -598,3 +598,19 @@ func.func @rope_offset_odd(%x: tensor<?x4x24xf32>, %p: index) {
   %r = moe.rope %x at %p from(17) theta(1.0e+04) : tensor<?x4x24xf32>
   return
 }
+
+// -----
+
+func.func @router_gate_without_append(%l: tensor<?x8xf32>, %g: tensor<?x1xf32>) {
+  // expected-error @+1 {{a gate for appended experts needs append(S)}}
+  %w, %i = moe.router softmax greedy %l top_k(3) gated %g scale(1.0) : (tensor<?x8xf32>, tensor<?x1xf32>) -> (tensor<?x3xf32>, tensor<?x3xi32>)
+  return
+}
+
+// -----
+
+func.func @router_gate_shape(%l: tensor<?x8xf32>, %g: tensor<?x2xf32>) {
+  // expected-error @+1 {{appended gate dimension 1 (2) does not match one gate per token (1)}}
+  %w, %i = moe.router softmax greedy %l top_k(3) append(2) gated %g scale(1.0) : (tensor<?x8xf32>, tensor<?x2xf32>) -> (tensor<?x5xf32>, tensor<?x5xi32>)
+  return
+}

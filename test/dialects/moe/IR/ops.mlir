@@ -154,3 +154,12 @@ func.func @router_append(%l: tensor<?x8xf32>) -> tensor<?x5xi32> {
   %w, %i = moe.router softmax greedy %l top_k(3) append(2) scale(1.0) : (tensor<?x8xf32>) -> (tensor<?x5xf32>, tensor<?x5xi32>)
   return %i : tensor<?x5xi32>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @router_gated_append
+func.func @router_gated_append(%l: tensor<?x8xf32>, %g: tensor<?x1xf32>) -> tensor<?x5xf32> {
+  // CHECK: moe.router softmax greedy %{{.+}} top_k(3) append(2) gated %{{.+}} scale(1.000000e+00)
+  %w, %i = moe.router softmax greedy %l top_k(3) append(2) gated %g scale(1.0) : (tensor<?x8xf32>, tensor<?x1xf32>) -> (tensor<?x5xf32>, tensor<?x5xi32>)
+  return %w : tensor<?x5xf32>
+}

@@ -7,13 +7,13 @@
 // CHECK-DAG: %[[G:.+]] = moe.param "experts.gate"
 // CHECK-DAG: %[[SG:.+]] = moe.param "shared.gate"
 // CHECK-DAG: %[[SD:.+]] = moe.param "shared.down"
-// CHECK: %[[W:.+]], %[[I:.+]] = moe.router softmax greedy %[[L]] top_k(3) append(2) scale(1.000000e+00) : (tensor<?x8xf32>) -> (tensor<?x5xf32>, tensor<?x5xi32>)
 // CHECK: %[[G0:.+]] = tensor.extract_slice %[[SG]][0, 0] [32, 64] [1, 1]
 // CHECK: %[[G1:.+]] = tensor.extract_slice %[[SG]][32, 0] [32, 64] [1, 1]
 // CHECK: %[[GS:.+]] = moe.stack %[[G0]], %[[G1]]
 // CHECK: %[[GA:.+]] = tensor.concat dim(0) %[[G]], %[[GS]] : (tensor<8x32x64xf32>, tensor<2x32x64xf32>) -> tensor<10x32x64xf32>
 // CHECK: tensor.extract_slice %[[SD]][0, 0] [64, 32] [1, 1]
 // CHECK: tensor.extract_slice %[[SD]][0, 32] [64, 32] [1, 1]
+// CHECK: %[[W:.+]], %[[I:.+]] = moe.router softmax greedy %[[L]] top_k(3) append(2) scale(1.000000e+00) : (tensor<?x8xf32>) -> (tensor<?x5xf32>, tensor<?x5xi32>)
 // CHECK: %[[Y:.+]] = moe.experts %[[X]] routed(%[[W]], %[[I]]) weights(%[[GA]], %{{.+}}, %{{.+}}) : (tensor<?x64xf32>, tensor<?x5xf32>, tensor<?x5xi32>, tensor<10x32x64xf32>, tensor<10x32x64xf32>, tensor<10x64x32xf32>) -> tensor<?x64xf32>
 // CHECK-NOT: moe.mlp
 // CHECK-NOT: moe.add
@@ -34,11 +34,15 @@ func.func @shared(%x: tensor<?x64xf32>, %logits: tensor<?x8xf32>) -> tensor<?x64
 
 // -----
 
-// Qwen2-MoE's shared expert is gated: left alone.
+// Qwen2-MoE's gated shared expert: the gate becomes the appended experts'
+// weight (sigmoid in the router).
 // CHECK-LABEL: func.func @gated
-// CHECK: moe.mlp
-// CHECK: moe.sigmoid_gate
-// CHECK: moe.add
+// CHECK-SAME: (%[[X:.+]]: tensor<?x64xf32>, %[[L:.+]]: tensor<?x8xf32>, %[[GL:.+]]: tensor<?x1xf32>)
+// CHECK: %[[W:.+]], %[[I:.+]] = moe.router softmax greedy %[[L]] top_k(3) append(2) gated %[[GL]] scale(1.000000e+00) : (tensor<?x8xf32>, tensor<?x1xf32>) -> (tensor<?x5xf32>, tensor<?x5xi32>)
+// CHECK: moe.experts %[[X]] routed(%[[W]], %[[I]])
+// CHECK-NOT: moe.sigmoid_gate
+// CHECK-NOT: moe.mlp
+// CHECK-NOT: moe.add
 func.func @gated(%x: tensor<?x64xf32>, %logits: tensor<?x8xf32>, %gl: tensor<?x1xf32>) -> tensor<?x64xf32> {
   %g = moe.param "experts.gate" : tensor<8x32x64xf32>
   %u = moe.param "experts.up" : tensor<8x32x64xf32>
