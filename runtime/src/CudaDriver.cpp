@@ -113,6 +113,15 @@ std::string driverLibraryName() {
   return name && *name ? name : "libcuda.so.1";
 }
 
+/// dlopen()s the driver library `library` into `handle`.
+static Status openLibrary(const std::string &library, void *&handle) {
+  handle = ::dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle)
+    return makeStatus(MOEC_DEVICE_ERROR, "CUDA driver not found (%s: %s)",
+                      library.c_str(), lastDlError().c_str());
+  return Status();
+}
+
 Status loadDriver(const Driver *&out) {
   out = nullptr;
   std::string library = driverLibraryName();
@@ -125,10 +134,8 @@ Status loadDriver(const Driver *&out) {
     }
     // Another name: fine when it is the same library, an error otherwise
     // (the process already uses one driver).
-    void *handle = ::dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!handle)
-      return makeStatus(MOEC_DEVICE_ERROR, "CUDA driver not found (%s: %s)",
-                        library.c_str(), lastDlError().c_str());
+    void *handle;
+    MOEC_RETURN_IF_ERROR(openLibrary(library, handle));
     bool same = handle == loadedHandle;
     ::dlclose(handle);
     if (!same)
@@ -140,10 +147,8 @@ Status loadDriver(const Driver *&out) {
     return Status();
   }
 
-  void *handle = ::dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!handle)
-    return makeStatus(MOEC_DEVICE_ERROR, "CUDA driver not found (%s: %s)",
-                      library.c_str(), lastDlError().c_str());
+  void *handle;
+  MOEC_RETURN_IF_ERROR(openLibrary(library, handle));
   auto driver = std::make_unique<Driver>();
   const char *missing = "";
   if (!resolve(handle, *driver, missing)) {

@@ -9,6 +9,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "moec/Conversion/CpuBackend.h"
+
+#include "KernelModule.h"
 #include "moec/Frontend/SafeTensors.h"
 #include "moec/Support/Float.h"
 
@@ -96,22 +98,12 @@ llvm::Expected<std::string> compileKernels(const std::string &kernelModule,
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
   MLIRContext context(registry);
-  context.loadAllAvailableDialects();
-  // Module-scope IR printing (--print-ir-after-all) needs one thread.
-  context.disableMultithreading();
-
-  std::string diagnostics;
-  llvm::raw_string_ostream diagStream(diagnostics);
-  ScopedDiagnosticHandler handler(&context, [&](Diagnostic &diag) {
-    diagStream << diag << "\n";
-    return success();
-  });
-  OwningOpRef<ModuleOp> module =
-      parseSourceString<ModuleOp>(kernelModule, &context);
-  if (!module)
-    return llvm::createStringError("internal error: a generated CPU kernel "
-                                   "does not parse: " +
-                                   diagnostics);
+  KernelDiagnostics diagnostics(context);
+  llvm::Expected<OwningOpRef<ModuleOp>> parsed =
+      parseKernelModule(kernelModule, context, diagnostics, "CPU");
+  if (!parsed)
+    return parsed.takeError();
+  OwningOpRef<ModuleOp> module = std::move(*parsed);
 
   PassManager pm(&context);
   if (options.instrument)
@@ -133,7 +125,7 @@ llvm::Expected<std::string> compileKernels(const std::string &kernelModule,
   if (failed(pm.run(*module)))
     return llvm::createStringError("internal error: lowering the CPU kernels "
                                    "to the LLVM dialect failed: " +
-                                   diagnostics);
+                                   diagnostics.text());
 
   std::string error, cpu, features;
   std::unique_ptr<llvm::TargetMachine> machine =
@@ -151,7 +143,7 @@ llvm::Expected<std::string> compileKernels(const std::string &kernelModule,
   if (!llvmModule)
     return llvm::createStringError("internal error: translating the CPU "
                                    "kernels to LLVM IR failed: " +
-                                   diagnostics);
+                                   diagnostics.text());
   llvmModule->setDataLayout(machine->createDataLayout());
   llvmModule->setTargetTriple(machine->getTargetTriple());
   auto optimize = makeOptimizingTransformer(3, 0, machine.get());

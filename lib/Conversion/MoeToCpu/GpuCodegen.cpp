@@ -13,6 +13,8 @@
 
 #include "moec/Conversion/CpuBackend.h"
 
+#include "KernelModule.h"
+
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/InitAllDialects.h"
@@ -66,22 +68,12 @@ llvm::Expected<std::string> compileGpuKernels(const std::string &kernelModule,
   registerAllExtensions(registry);
   registerAllToLLVMIRTranslations(registry);
   MLIRContext context(registry);
-  context.loadAllAvailableDialects();
-  // Module-scope IR printing (--print-ir-after-all) needs one thread.
-  context.disableMultithreading();
-
-  std::string diagnostics;
-  llvm::raw_string_ostream diagStream(diagnostics);
-  ScopedDiagnosticHandler handler(&context, [&](Diagnostic &diag) {
-    diagStream << diag << "\n";
-    return success();
-  });
-  OwningOpRef<ModuleOp> module =
-      parseSourceString<ModuleOp>(kernelModule, &context);
-  if (!module)
-    return llvm::createStringError("internal error: a generated CUDA kernel "
-                                   "does not parse: " +
-                                   diagnostics);
+  KernelDiagnostics diagnostics(context);
+  llvm::Expected<OwningOpRef<ModuleOp>> parsed =
+      parseKernelModule(kernelModule, context, diagnostics, "CUDA");
+  if (!parsed)
+    return parsed.takeError();
+  OwningOpRef<ModuleOp> module = std::move(*parsed);
 
   // PTX 8.0 for sm_90a (its default 7.8 does not support it); the chip's
   // default otherwise.
@@ -115,7 +107,7 @@ llvm::Expected<std::string> compileGpuKernels(const std::string &kernelModule,
   if (failed(pm.run(*module)))
     return llvm::createStringError("lowering the CUDA kernels for " +
                                    options.cudaChip +
-                                   " failed: " + diagnostics);
+                                   " failed: " + diagnostics.text());
 
   std::string text;
   llvm::raw_string_ostream os(text);
