@@ -51,12 +51,12 @@ Status sample(const float *logits, int64_t vocab,
   if (sampling.repeat_penalty > 0.0f && sampling.repeat_penalty != 1.0f &&
       sampling.history_size > 0) {
     work.assign(logits, logits + vocab);
-    // Each distinct token once, like transformers' gather/scatter.
+    // Each distinct token once, like transformers' gather/scatter: the
+    // penalized copy is compared with the original to skip repeats, which
+    // keeps this linear in the history.
     for (size_t i = 0; i < sampling.history_size; ++i) {
       int64_t id = sampling.history[i];
-      if (id < 0 || id >= vocab ||
-          std::find(sampling.history, sampling.history + i, id) !=
-              sampling.history + i)
+      if (id < 0 || id >= vocab || work[id] != logits[id])
         continue;
       float &score = work[id];
       score = score < 0 ? score * sampling.repeat_penalty
