@@ -21,6 +21,7 @@ Source expressions:
   {"param": NAME}                          a checkpoint tensor
   {"stack": [E, ...]}                      new leading dimension
   {"concat": [E, ...]}                     along dimension 0
+  {"concat": [E, ...], "dim": D}           along dimension D (gate/up stacks)
   {"slice": E, "dim": d, "offset": o, "size": s}
   {"dequantize_fp8": {"weight": E, "scale_inv": E, "block": [r, c]}}
 Checkpoints saved with fused experts (transformers 5 without the per-expert
@@ -273,7 +274,7 @@ class Resolver:
             key = "stack" if "stack" in expr else "concat"
             if not expr[key]:
                 raise PackError(f"empty {key}")
-            return {key: [self.rewrite(e) for e in expr[key]]}
+            return dict(expr, **{key: [self.rewrite(e) for e in expr[key]]})
         if "slice" in expr:
             return dict(expr, slice=self.rewrite(expr["slice"]))
         if "dequantize_fp8" in expr:
@@ -295,9 +296,11 @@ class Resolver:
             return [len(shapes)] + shapes[0]
         if "concat" in expr:
             shapes = [self.shape(e) for e in expr["concat"]]
-            if any(len(s) == 0 or s[1:] != shapes[0][1:] for s in shapes):
-                raise PackError(f"concat of incompatible shapes {shapes}")
-            return [sum(s[0] for s in shapes)] + shapes[0][1:]
+            d = expr.get("dim", 0)
+            if any(len(s) <= d or s[:d] + s[d + 1:] != shapes[0][:d] + shapes[0][d + 1:]
+                   for s in shapes):
+                raise PackError(f"concat of incompatible shapes {shapes} along dim {d}")
+            return shapes[0][:d] + [sum(s[d] for s in shapes)] + shapes[0][d + 1:]
         if "slice" in expr:
             s = self.shape(expr["slice"])
             d, o, n = expr["dim"], expr["offset"], expr["size"]
@@ -341,7 +344,8 @@ def evaluate(source, expr, memo):
             kind, arrays = kinds.pop(), [a for _, a in parts]
         else:
             kind, arrays = "f32", [to_f32(k, a) for k, a in parts]
-        return kind, (np.stack(arrays) if key == "stack" else np.concatenate(arrays))
+        return kind, (np.stack(arrays) if key == "stack"
+                      else np.concatenate(arrays, axis=expr.get("dim", 0)))
     if "dequantize_fp8" in expr:
         d = expr["dequantize_fp8"]
         wk, w = evaluate(source, d["weight"], memo)
@@ -356,7 +360,7 @@ def evaluate(source, expr, memo):
 def pieces(source, expr, dtype, memo):
     """Yields the converted bytes of an expression in row-major order; stacks
     and concats along dim 0 stream part by part (no copy of the whole)."""
-    if "stack" in expr or "concat" in expr:
+    if "stack" in expr or ("concat" in expr and expr.get("dim", 0) == 0):
         for e in expr["stack" if "stack" in expr else "concat"]:
             yield from pieces(source, e, dtype, memo)
         return
@@ -567,6 +571,11 @@ def self_test():
     assert np.array_equal(run({"concat": [{"param": "a"}, {"param": "b"}]}, "bf16"),
                           np.concatenate([rA, rB]))
     assert np.array_equal(run({"stack": [{"param": "a"}, {"param": "a"}]}, "f32"), np.stack([rA, rA]))
+    # gate/up packing: [E, I, H] stacks side by side along dim 1
+    sA = {"stack": [{"param": "a"}, {"param": "a"}]}
+    sB = {"stack": [{"param": "b"}, {"param": "b"}]}
+    assert np.array_equal(run({"concat": [sA, sB], "dim": 1}, "bf16"),
+                          np.concatenate([np.stack([rA, rA]), np.stack([rB, rB])], axis=1))
     # mixed kinds: bf16 + f32 promote to f32, then round once
     assert np.array_equal(run({"concat": [{"param": "a"}, {"param": "c"}]}, "f32"),
                           np.concatenate([rA, C]))

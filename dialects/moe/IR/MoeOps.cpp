@@ -446,6 +446,56 @@ LogicalResult MlaAttentionOp::verify() {
 // moe.router
 //===----------------------------------------------------------------------===//
 
+// The routing attributes shared by moe.router and moe.fused_moe, for
+// `experts` scored experts.
+static LogicalResult verifyRouting(Operation *op, int64_t experts, int64_t topK,
+                                   TopKMethod method,
+                                   std::optional<uint64_t> nGroup,
+                                   std::optional<uint64_t> topkGroup,
+                                   Value bias, APFloat scale) {
+  bool grouped = method != TopKMethod::greedy;
+  if (nGroup.has_value() != topkGroup.has_value())
+    return op->emitOpError("n_group and topk_group must be given together");
+  if (grouped && !nGroup)
+    return op->emitOpError() << "method '" << stringifyTopKMethod(method)
+                             << "' requires groups(n_group, topk_group)";
+  if (!grouped && nGroup)
+    return op->emitOpError("groups(...) are only meaningful for group-limited "
+                           "methods; use greedy without groups");
+  if (grouped) {
+    auto groups = static_cast<int64_t>(*nGroup);
+    auto keptGroups = static_cast<int64_t>(*topkGroup);
+    if (groups < 1 || experts % groups != 0)
+      return op->emitOpError()
+             << "n_group (" << groups << ") must divide the number of experts ("
+             << experts << ")";
+    if (keptGroups < 1 || keptGroups > groups)
+      return op->emitOpError()
+             << "topk_group (" << keptGroups
+             << ") must be in [1, n_group = " << groups << "]";
+    int64_t perGroup = experts / groups;
+    if (topK > keptGroups * perGroup)
+      return op->emitOpError()
+             << "top_k (" << topK << ") exceeds the " << keptGroups * perGroup
+             << " experts of the kept groups";
+    if (method == TopKMethod::noaux_tc && perGroup < 2)
+      return op->emitOpError("noaux_tc ranks groups by their two best experts "
+                             "and needs at least 2 experts per group");
+  }
+  if (bias) {
+    if (method != TopKMethod::noaux_tc)
+      return op->emitOpError(
+          "a score correction bias is only used by noaux_tc");
+    if (failed(expectRank(op, bias, 1, "bias")) ||
+        failed(
+            expectDim(op, bias, 0, experts, "bias", "the number of experts")))
+      return failure();
+  }
+  if (!(scale.convertToFloat() > 0.0f))
+    return op->emitOpError("routed_scaling_factor must be positive");
+  return success();
+}
+
 LogicalResult RouterOp::verify() {
   if (failed(expectRank(*this, getLogits(), 2, "logits ([tokens, experts])")))
     return failure();
@@ -483,45 +533,8 @@ LogicalResult RouterOp::verify() {
       return failure();
   }
 
-  bool grouped = getMethod() != TopKMethod::greedy;
-  if (getNGroup().has_value() != getTopkGroup().has_value())
-    return emitOpError("n_group and topk_group must be given together");
-  if (grouped && !getNGroup())
-    return emitOpError() << "method '" << stringifyTopKMethod(getMethod())
-                         << "' requires groups(n_group, topk_group)";
-  if (!grouped && getNGroup())
-    return emitOpError("groups(...) are only meaningful for group-limited "
-                       "methods; use greedy without groups");
-  if (grouped) {
-    auto groups = static_cast<int64_t>(*getNGroup());
-    auto keptGroups = static_cast<int64_t>(*getTopkGroup());
-    if (groups < 1 || experts % groups != 0)
-      return emitOpError() << "n_group (" << groups
-                           << ") must divide the number of experts (" << experts
-                           << ")";
-    if (keptGroups < 1 || keptGroups > groups)
-      return emitOpError() << "topk_group (" << keptGroups
-                           << ") must be in [1, n_group = " << groups << "]";
-    int64_t perGroup = experts / groups;
-    if (topK > keptGroups * perGroup)
-      return emitOpError() << "top_k (" << topK << ") exceeds the "
-                           << keptGroups * perGroup
-                           << " experts of the kept groups";
-    if (getMethod() == TopKMethod::noaux_tc && perGroup < 2)
-      return emitOpError("noaux_tc ranks groups by their two best experts "
-                         "and needs at least 2 experts per group");
-  }
-  if (Value bias = getBias()) {
-    if (getMethod() != TopKMethod::noaux_tc)
-      return emitOpError("a score correction bias is only used by noaux_tc");
-    if (failed(expectRank(*this, bias, 1, "bias")) ||
-        failed(expectDim(*this, bias, 0, experts, "bias",
-                         "the number of experts")))
-      return failure();
-  }
-  if (!(getRoutedScalingFactor().convertToFloat() > 0.0f))
-    return emitOpError("routed_scaling_factor must be positive");
-  return success();
+  return verifyRouting(*this, experts, topK, getMethod(), getNGroup(),
+                       getTopkGroup(), getBias(), getRoutedScalingFactor());
 }
 
 //===----------------------------------------------------------------------===//
@@ -591,6 +604,65 @@ LogicalResult MlpOp::verify() {
                           /*lead=*/0)))
     return failure();
   return success();
+}
+
+//===----------------------------------------------------------------------===//
+// moe.fused_moe
+//===----------------------------------------------------------------------===//
+
+int64_t FusedMoeOp::getNumRoutedExperts() {
+  return tensorType(getRouterWeight()).getDimSize(0) -
+         (getGatedShared() ? 1 : 0);
+}
+
+int64_t FusedMoeOp::getIntermediateSize() {
+  return tensorType(getDownWeight()).getDimSize(2);
+}
+
+LogicalResult FusedMoeOp::verify() {
+  if (failed(expectRank(*this, getInput(), 2, "input ([tokens, hidden])")) ||
+      failed(expectRank(*this, getRouterWeight(), 2, "router weight")) ||
+      failed(expectRank(*this, getGateUpWeight(), 3, "gate/up weight")) ||
+      failed(expectRank(*this, getDownWeight(), 3, "down weight")))
+    return failure();
+  int64_t hidden = tensorType(getInput()).getDimSize(1);
+  int64_t rows = tensorType(getRouterWeight()).getDimSize(0);
+  if (ShapedType::isDynamic(hidden) || ShapedType::isDynamic(rows))
+    return emitOpError("hidden size and router rows must be static");
+  if (failed(expectDim(*this, getRouterWeight(), 1, hidden, "router weight",
+                       "the hidden size")))
+    return failure();
+  int64_t shared = static_cast<int64_t>(getSharedExperts());
+  if (shared < 0)
+    return emitOpError() << "shared experts (" << shared
+                         << ") must not be negative";
+  if (getGatedShared() && shared == 0)
+    return emitOpError("a gated shared expert needs shared(S) with S > 0");
+  int64_t experts = getNumRoutedExperts();
+  int64_t topK = static_cast<int64_t>(getTopK());
+  if (topK < 1 || topK > experts)
+    return emitOpError() << "top_k (" << topK << ") must be in [1, " << experts
+                         << "]";
+  int64_t inter = getIntermediateSize();
+  if (ShapedType::isDynamic(inter) || inter < 1)
+    return emitOpError("the intermediate size must be static");
+  if (failed(expectDim(*this, getGateUpWeight(), 0, experts + shared,
+                       "gate/up weight", "routed + shared experts")) ||
+      failed(expectDim(*this, getGateUpWeight(), 1, 2 * inter, "gate/up weight",
+                       "twice the intermediate size")) ||
+      failed(expectDim(*this, getGateUpWeight(), 2, hidden, "gate/up weight",
+                       "the hidden size")) ||
+      failed(expectDim(*this, getDownWeight(), 0, experts + shared,
+                       "down weight", "routed + shared experts")) ||
+      failed(expectDim(*this, getDownWeight(), 1, hidden, "down weight",
+                       "the hidden size")))
+    return failure();
+  if (getResult().getType() != getInput().getType())
+    return emitOpError() << "result type " << getResult().getType()
+                         << " must match the input type "
+                         << getInput().getType();
+  return verifyRouting(*this, experts, topK, getMethod(), getNGroup(),
+                       getTopkGroup(), getBias(), getRoutedScalingFactor());
 }
 
 //===----------------------------------------------------------------------===//

@@ -438,6 +438,76 @@ def Moe_ExpertsOp : Moe_PureOp<"experts"> {
   let hasVerifier = 1;
 }
 
+def Moe_FusedMoeOp : Moe_PureOp<"fused_moe"> {
+  let summary = "a whole MoE block: router, top-k, routed and shared experts, combine";
+  let description = [{
+    One op for everything a MoE layer does to its (normalized) input `x`,
+    produced by `--moe-fuse-experts` so that a lowering sees the routing
+    decision and the expert work together and runs only the selected
+    experts:
+
+    1. router logits `x R^T` with `router_weight : [E, H]` (`[E + 1, H]`
+       with `gated_shared`: the last row is Qwen2-MoE's
+       `shared_expert_gate`);
+    2. scores, selection and weights exactly as `moe.router` with the same
+       `scoring`, `method`, `top_k`, `groups`, `norm_topk_prob`, `scale`
+       and score correction `bias`;
+    3. `shared(S)` always-selected experts `E .. E + S - 1` after each
+       token's `top_k` selections, with weight 1 (or `sigmoid` of the gate
+       row's logit with `gated_shared`): shared experts folded into the
+       stacks;
+    4. per selection `(w, e)`: `w * down[e] (silu(g) * u)`, where
+       `gate_up[e] : [2 I, H]` holds expert `e`'s gate rows then its up rows
+       (`g = gate_up[e][0:I] x`, `u = gate_up[e][I:2I] x`), `down : [E + S,
+       H, I]`, summed per token in selection order.
+
+    The expert weights are stacked and gate/up concatenated at compile
+    time (weight expressions over checkpoint tensors), so one weight read
+    serves both halves of the SwiGLU.
+
+    Example (DeepSeek-V3: sigmoid scores, group-limited noaux_tc, one shared
+    expert):
+
+    ```mlir
+    %y = moe.fused_moe %x router(%r) sigmoid noaux_tc bias %b top_k(8)
+           groups(8, 4) norm_topk_prob scale(2.5) shared(1)
+           experts(%gate_up, %down)
+        : (tensor<?x7168xbf16>, tensor<256x7168xbf16>, tensor<256xf32>,
+           tensor<257x4096x7168xbf16>, tensor<257x7168x2048xbf16>)
+          -> tensor<?x7168xbf16>
+    ```
+  }];
+  let arguments = (ins Moe_ActTensor:$input, Moe_WeightTensor:$router_weight,
+                       Optional<RankedTensorOf<[F32, BF16]>>:$bias,
+                       Moe_WeightTensor:$gate_up_weight,
+                       Moe_WeightTensor:$down_weight,
+                       Moe_ScoringFunc:$scoring, Moe_TopKMethod:$method,
+                       I64Attr:$top_k, OptionalAttr<I64Attr>:$n_group,
+                       OptionalAttr<I64Attr>:$topk_group,
+                       UnitAttr:$norm_topk_prob,
+                       DefaultValuedAttr<F32Attr, "1.0f">:$routed_scaling_factor,
+                       DefaultValuedAttr<I64Attr, "0">:$shared_experts,
+                       UnitAttr:$gated_shared);
+  let results = (outs Moe_ActTensor:$result);
+  let assemblyFormat = [{
+    $input `router` `(` $router_weight `)` $scoring $method
+    (`bias` $bias^)? `top_k` `(` $top_k `)`
+    (`groups` `(` $n_group^ `,` $topk_group `)`)?
+    (`norm_topk_prob` $norm_topk_prob^)?
+    `scale` `(` $routed_scaling_factor `)`
+    `shared` `(` $shared_experts `)` (`gated` $gated_shared^)?
+    `experts` `(` $gate_up_weight `,` $down_weight `)`
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let extraClassDeclaration = [{
+    /// Routed experts E (the router's scored experts).
+    int64_t getNumRoutedExperts();
+    /// The experts' intermediate size I.
+    int64_t getIntermediateSize();
+  }];
+  let hasVerifier = 1;
+}
+
 def Moe_MlpOp : Moe_PureOp<"mlp", [AllTypesMatch<["input", "result"]>]> {
   let summary = "dense SwiGLU feed-forward block";
   let description = [{

@@ -1,6 +1,8 @@
-//===- FuseExperts.cpp - shared experts as always-selected experts --------===//
+//===- FuseExperts.cpp - one moe.fused_moe per MoE block -----------------===//
 //
-// Part of moec. Implements `--moe-fuse-experts`.
+// Part of moec. Implements `--moe-fuse-experts`: shared experts become
+// always-selected experts, then router projection + moe.router +
+// moe.experts become one moe.fused_moe.
 //
 //===----------------------------------------------------------------------===//
 
@@ -141,12 +143,99 @@ struct FoldSharedExperts : OpRewritePattern<AddOp> {
   }
 };
 
+// linear(x, R) -> router -> experts(x) (+ Qwen2-MoE's shared gate
+// linear(x, G) as the router's `gated` operand) -> one moe.fused_moe with the
+// gate and up stacks side by side ([E, 2 I, H]) and G appended to R.
+struct FuseMoeBlock : OpRewritePattern<ExpertsOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(ExpertsOp experts,
+                                PatternRewriter &rewriter) const override {
+    auto router = experts.getExpertIndices().getDefiningOp<RouterOp>();
+    if (!router || router.getWeights() != experts.getRoutingWeights() ||
+        !router.getWeights().hasOneUse() || !router.getIndices().hasOneUse())
+      return rewriter.notifyMatchFailure(experts, "routing used elsewhere");
+    Value input = experts.getInput();
+    // The router's projection (and the shared gate's) of the experts' input,
+    // used only by the router.
+    auto projection = [&](Value value) -> LinearOp {
+      auto linear = value ? value.getDefiningOp<LinearOp>() : LinearOp();
+      if (!linear || linear.getBias() || linear.getInput() != input ||
+          !linear->hasOneUse())
+        return LinearOp();
+      return linear;
+    };
+    LinearOp logits = projection(router.getLogits());
+    if (!logits)
+      return rewriter.notifyMatchFailure(
+          experts, "router logits are not a projection of the experts' input");
+    Value sharedGate = router.getAppendedGate();
+    LinearOp gateProjection = projection(sharedGate);
+    if (sharedGate && !gateProjection)
+      return rewriter.notifyMatchFailure(
+          experts, "shared gate is not a projection of the experts' input");
+    if (gateProjection &&
+        tensorType(gateProjection.getWeight()).getElementType() !=
+            tensorType(logits.getWeight()).getElementType())
+      return rewriter.notifyMatchFailure(experts, "mixed router weight types");
+    Type element = tensorType(experts.getGateWeight()).getElementType();
+    if (tensorType(experts.getUpWeight()).getElementType() != element)
+      return rewriter.notifyMatchFailure(experts, "mixed gate/up weight types");
+
+    Location loc = experts.getLoc();
+    rewriter.setInsertionPoint(experts);
+    Value routerWeight = logits.getWeight();
+    if (gateProjection) {
+      RankedTensorType r = tensorType(routerWeight);
+      routerWeight = tensor::ConcatOp::create(
+          rewriter, loc,
+          RankedTensorType::get({r.getDimSize(0) + 1, r.getDimSize(1)},
+                                r.getElementType()),
+          0, ValueRange{routerWeight, gateProjection.getWeight()});
+    }
+    RankedTensorType gateType = tensorType(experts.getGateWeight());
+    Value gateUp = tensor::ConcatOp::create(
+        rewriter, loc,
+        RankedTensorType::get({gateType.getDimSize(0),
+                               2 * gateType.getDimSize(1),
+                               gateType.getDimSize(2)},
+                              element),
+        1, ValueRange{experts.getGateWeight(), experts.getUpWeight()});
+    int64_t shared = router.getAppendedExperts()
+                         ? static_cast<int64_t>(*router.getAppendedExperts())
+                         : 0;
+    auto fused = FusedMoeOp::create(
+        rewriter, loc, experts.getType(), input, routerWeight, router.getBias(),
+        gateUp, experts.getDownWeight(), router.getScoringAttr(),
+        router.getMethodAttr(), router.getTopKAttr(), router.getNGroupAttr(),
+        router.getTopkGroupAttr(), router.getNormTopkProbAttr(),
+        router.getRoutedScalingFactorAttr(), rewriter.getI64IntegerAttr(shared),
+        gateProjection ? rewriter.getUnitAttr() : UnitAttr());
+    rewriter.replaceOp(experts, fused.getResult());
+    rewriter.eraseOp(router);
+    rewriter.eraseOp(logits);
+    if (gateProjection)
+      rewriter.eraseOp(gateProjection);
+    return success();
+  }
+};
+
 struct MoeFuseExpertsPass
     : mlir::moe::impl::MoeFuseExpertsPassBase<MoeFuseExpertsPass> {
+  using MoeFuseExpertsPassBase::MoeFuseExpertsPassBase;
+
   void runOnOperation() override {
-    RewritePatternSet patterns(&getContext());
-    patterns.add<FoldSharedExperts>(&getContext());
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+    // Shared experts fold into the routed ones first, so that the block
+    // fusion sees a single experts op per layer.
+    RewritePatternSet shared(&getContext());
+    shared.add<FoldSharedExperts>(&getContext());
+    if (failed(applyPatternsGreedily(getOperation(), std::move(shared))))
+      return signalPassFailure();
+    if (!fuseBlocks)
+      return;
+    RewritePatternSet blocks(&getContext());
+    blocks.add<FuseMoeBlock>(&getContext());
+    if (failed(applyPatternsGreedily(getOperation(), std::move(blocks))))
       signalPassFailure();
   }
 };

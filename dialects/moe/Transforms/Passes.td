@@ -60,10 +60,10 @@ def MoeFuseAttentionPass : Pass<"moe-fuse-attention", "::mlir::ModuleOp"> {
 }
 
 def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
-  let summary = "Fold shared experts into the routed experts";
+  let summary = "Fuse each MoE block (router, top-k, routed and shared experts) into one moe.fused_moe";
   let description = [{
-    DeepSeek's shared experts are a SwiGLU MLP every token runs next to its
-    routed experts, their outputs added:
+    Two steps. First, DeepSeek's shared experts -- a SwiGLU MLP every token
+    runs next to its routed experts, the outputs added:
     ```mlir
     %w, %i = moe.router softmax greedy %logits top_k(6) scale(1.0) : ...
     %r = moe.experts %x routed(%w, %i) weights(%g, %u, %d) : ...
@@ -73,18 +73,35 @@ def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
     A shared MLP of intermediate size `S * I` (`I` the routed experts') is
     exactly `S` more experts of size `I` with weight 1, so this becomes one
     `moe.experts` over stacks with the shared slices appended (compile-time
-    weight transforms) and a router that appends the `S` indices:
+    weight transforms) and a router that appends the `S` indices
+    (Qwen2-MoE's `moe.sigmoid_gate` becomes the router's `gated` weight for
+    them):
     ```mlir
     %w, %i = moe.router softmax greedy %logits top_k(6) append(2) scale(1.0) : ...
     %y = moe.experts %x routed(%w, %i) weights(%g2, %u2, %d2) : ...
     ```
-    Three dispatches fewer per MoE layer (the shared MLP's two and the add;
-    four with Qwen2-MoE's gate, whose `moe.sigmoid_gate` becomes the
-    router's `gated` weight for the appended experts). Left alone: shared
-    weights that are not plain checkpoint tensors (e.g. FP8 to dequantize:
-    the writer slices only plain tensors), sizes that do not divide, routers
-    with other users.
+    Second (`fuse-blocks`, on by default), the router's projection of the
+    experts' input, the router and the experts become one op, the gate and
+    up stacks concatenated along their rows at compile time:
+    ```mlir
+    %gu = tensor.concat dim(1) %g2, %u2 : (...) -> tensor<66x2816x2048xbf16>
+    %y = moe.fused_moe %x router(%r) softmax greedy top_k(6) scale(1.0)
+           shared(2) experts(%gu, %d2) : ...
+    ```
+    whose lowering sees the whole block: on the CPU, decode runs it as
+    three dispatches (router logits; top-k and the selected experts'
+    gate/up; their down projection and weighted sum), prefill groups the
+    tokens by expert.
+
+    Left alone: shared weights that are not plain checkpoint tensors (FP8
+    to dequantize: the writer slices only plain tensors), shared sizes that
+    do not divide, routers or projections with other users, router
+    projections with a bias or of another input.
   }];
+  let options = [
+    Option<"fuseBlocks", "fuse-blocks", "bool", /*default=*/"true",
+           "Also fuse router projection + router + experts into moe.fused_moe">,
+  ];
   let dependentDialects = ["::mlir::moe::MoeDialect",
                            "::mlir::tensor::TensorDialect"];
 }

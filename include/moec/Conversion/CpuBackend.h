@@ -55,12 +55,13 @@ struct CpuOptions {
 
 /// How a compile-time weight is computed from checkpoint tensors.
 struct WeightExpr {
-  // Stack and Concat (along dim 0) write their operands one after another.
+  // Stack and Concat along dim 0 write their operands one after another;
+  // Concat along `dim` > 0 interleaves them per index of the leading dims.
   enum Kind { Param, Stack, Concat, Slice, DequantizeFp8 } kind = Param;
   std::string name; // Param: the checkpoint tensor
   std::vector<WeightExpr> operands;
   llvm::SmallVector<int64_t, 4> shape;
-  // Slice: along `dim`, [offset, offset + size)
+  // Concat: along `dim`. Slice: along `dim`, [offset, offset + size).
   int64_t dim = 0, offset = 0, size = 0;
   // DequantizeFp8: block sizes
   int64_t blockRows = 128, blockCols = 128;

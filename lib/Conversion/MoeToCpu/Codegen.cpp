@@ -232,6 +232,8 @@ public:
       return readParam(expr.name, 0, elements(expr.shape), sink);
     case WeightExpr::Stack:
     case WeightExpr::Concat:
+      if (expr.kind == WeightExpr::Concat && expr.dim != 0)
+        return readRows(expr, 0, expr.shape[0], sink);
       for (const WeightExpr &child : expr.operands)
         if (llvm::Error err = read(child, sink))
           return err;
@@ -240,6 +242,48 @@ public:
       return readSlice(expr, sink);
     case WeightExpr::DequantizeFp8:
       return readFp8(expr, sink);
+    }
+    return llvm::Error::success();
+  }
+
+  /// Rows [begin, begin + count) along dim 0 of `expr`: what a concatenation
+  /// along a later dim needs of its operands, one leading index at a time
+  /// (e.g. an expert's gate rows, then its up rows).
+  llvm::Error readRows(const WeightExpr &expr, int64_t begin, int64_t count,
+                       Sink sink) {
+    int64_t inner = elements(llvm::ArrayRef<int64_t>(expr.shape).drop_front());
+    switch (expr.kind) {
+    case WeightExpr::Param:
+      return readParam(expr.name, begin * inner, count * inner, sink);
+    case WeightExpr::Stack:
+      for (int64_t row = begin; row < begin + count; ++row)
+        if (llvm::Error err = read(expr.operands[row], sink))
+          return err;
+      return llvm::Error::success();
+    case WeightExpr::Concat:
+      if (expr.dim == 0) {
+        int64_t first = 0;
+        for (const WeightExpr &child : expr.operands) {
+          int64_t lo = std::max(begin, first);
+          int64_t hi = std::min(begin + count, first + child.shape[0]);
+          if (lo < hi)
+            if (llvm::Error err = readRows(child, lo - first, hi - lo, sink))
+              return err;
+          first += child.shape[0];
+        }
+        return llvm::Error::success();
+      }
+      for (int64_t row = begin; row < begin + count; ++row)
+        for (const WeightExpr &child : expr.operands)
+          if (llvm::Error err = readRows(child, row, 1, sink))
+            return err;
+      return llvm::Error::success();
+    case WeightExpr::Slice:
+      if (expr.dim == 0)
+        return readRows(expr.operands[0], expr.offset + begin, count, sink);
+      return readSlice(expr, sink, begin, count);
+    case WeightExpr::DequantizeFp8:
+      return readFp8(expr, sink, begin, count);
     }
     return llvm::Error::success();
   }
@@ -270,7 +314,10 @@ private:
     return llvm::Error::success();
   }
 
-  llvm::Error readSlice(const WeightExpr &expr, Sink sink) {
+  // A slice along dim > 0 of rows [begin, begin + count) of dim 0 (all
+  // rows by default).
+  llvm::Error readSlice(const WeightExpr &expr, Sink sink, int64_t begin = 0,
+                        int64_t count = -1) {
     const WeightExpr &source = expr.operands[0];
     if (source.kind != WeightExpr::Param)
       return llvm::createStringError("internal error: slices of derived "
@@ -278,7 +325,13 @@ private:
     llvm::ArrayRef<int64_t> shape = source.shape;
     int64_t outer = elements(shape.take_front(expr.dim));
     int64_t inner = elements(shape.drop_front(expr.dim + 1));
-    for (int64_t o = 0; o < outer; ++o)
+    int64_t perRow = expr.dim == 0 ? 1 : outer / shape[0];
+    int64_t first = 0, last = outer;
+    if (count >= 0 && expr.dim > 0) {
+      first = begin * perRow;
+      last = (begin + count) * perRow;
+    }
+    for (int64_t o = first; o < last; ++o)
       if (llvm::Error err = readParam(
               source.name, (o * shape[expr.dim] + expr.offset) * inner,
               expr.size * inner, sink))
@@ -286,7 +339,8 @@ private:
     return llvm::Error::success();
   }
 
-  llvm::Error readFp8(const WeightExpr &expr, Sink sink) {
+  llvm::Error readFp8(const WeightExpr &expr, Sink sink, int64_t begin = 0,
+                      int64_t count = -1) {
     llvm::Expected<const TensorInfo &> weight =
         checkpoint.get(expr.operands[0].name);
     if (!weight)
@@ -295,9 +349,10 @@ private:
         checkpoint.get(expr.operands[1].name);
     if (!scale)
       return scale.takeError();
-    int64_t rows = expr.shape[0], cols = expr.shape[1];
+    int64_t rows = count < 0 ? expr.shape[0] : begin + count,
+            cols = expr.shape[1];
     int64_t step = std::max<int64_t>(1, (1 << 20) / cols);
-    for (int64_t row = 0; row < rows; row += step) {
+    for (int64_t row = begin; row < rows; row += step) {
       int64_t end = std::min(rows, row + step);
       buffer.resize((end - row) * cols);
       if (llvm::Error err =

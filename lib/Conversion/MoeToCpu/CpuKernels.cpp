@@ -751,16 +751,22 @@ projectionLoops(const std::string &feature, const char *input,
 )";
 }
 
-// `rows` weight rows (each its own binding and offset) against four rows of
-// x: rows * 4 dot products in registers, row-major (row r, token j at
-// r * 4 + j). Each x vector is loaded once for all rows and each weight
-// vector once for all four tokens: prefill's register-blocked micro-kernel.
-std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows) {
+// `rows` weight rows (each its own binding and offset) against `tokens`
+// (four, or one for decode) rows of x: rows * tokens dot products in
+// registers, row-major (row r, token j at r * tokens + j). Each x vector is
+// loaded once for all rows and each weight vector once for all four tokens:
+// prefill's register-blocked micro-kernel.
+std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows,
+                                   int tokens) {
   std::string name =
-      formatv("@dottile{0}_{1}_{2}", rows, eltName(weight), length).str();
+      tokens == 4
+          ? formatv("@dottile{0}_{1}_{2}", rows, eltName(weight), length).str()
+          : formatv("@dottile{0}x{1}_{2}_{3}", rows, tokens, eltName(weight),
+                    length)
+                .str();
   if (helperText.count(name))
     return name;
-  int n = rows * 4;
+  int n = rows * tokens;
   auto list = [&](const std::string &pattern, int count,
                   const std::string &separator) {
     std::string out;
@@ -768,8 +774,8 @@ std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows) {
       out += (i ? separator : "") + subst(pattern, {{"I", num(i)}});
     return out;
   };
-  std::string params = "%x: memref<?xf32>, " + list("%o$I: index", 4, ", ") +
-                       ", " +
+  std::string params = "%x: memref<?xf32>, " +
+                       list("%o$I: index", tokens, ", ") + ", " +
                        list("%w$I: memref<?x$W>, %v$I: index", rows, ", ");
   std::string vecTypes = list("vector<8xf32>", n, ", ");
   std::string f32Types = list("f32", n, ", ");
@@ -783,7 +789,7 @@ std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows) {
     %z = arith.constant dense<0.0> : vector<8xf32>
     %a:$N = scf.for %k = %c0 to %k8 step %c8 iter_args()" +
                      list("%p$I = %z", n, ", ") + ") -> (" + vecTypes + ") {\n";
-  for (int j = 0; j < 4; ++j)
+  for (int j = 0; j < tokens; ++j)
     text += subst(R"(      %i$J = arith.addi %o$J, %k : index
       %x$J = vector.load %x[%i$J] : memref<?xf32>, vector<8xf32>
 )",
@@ -793,10 +799,10 @@ std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows) {
       %wv$R = func.call @ld8_$W(%w$R, %wi$R) : (memref<?x$W>, index) -> vector<8xf32>
 )",
                   {{"R", num(r)}});
-    for (int j = 0; j < 4; ++j)
+    for (int j = 0; j < tokens; ++j)
       text +=
           subst("      %r$A = vector.fma %x$J, %wv$R, %p$A : vector<8xf32>\n",
-                {{"A", num(r * 4 + j)}, {"J", num(j)}, {"R", num(r)}});
+                {{"A", num(r * tokens + j)}, {"J", num(j)}, {"R", num(r)}});
   }
   text += "      scf.yield " + list("%r$I", n, ", ") + " : " + vecTypes +
           "\n    }\n";
@@ -805,7 +811,7 @@ std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows) {
                n, "");
   text += "    %t:$N = scf.for %k = %k8 to %kk step %c1 iter_args(" +
           list("%b$I = %e$I", n, ", ") + ") -> (" + f32Types + ") {\n";
-  for (int j = 0; j < 4; ++j)
+  for (int j = 0; j < tokens; ++j)
     text += subst(R"(      %i$J = arith.addi %o$J, %k : index
       %x$J = memref.load %x[%i$J] : memref<?xf32>
 )",
@@ -815,9 +821,9 @@ std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows) {
       %wv$R = func.call @ld_$W(%w$R, %wi$R) : (memref<?x$W>, index) -> f32
 )",
                   {{"R", num(r)}});
-    for (int j = 0; j < 4; ++j)
+    for (int j = 0; j < tokens; ++j)
       text += subst("      %r$A = math.fma %x$J, %wv$R, %b$A : f32\n",
-                    {{"A", num(r * 4 + j)}, {"J", num(j)}, {"R", num(r)}});
+                    {{"A", num(r * tokens + j)}, {"J", num(j)}, {"R", num(r)}});
   }
   text += "      scf.yield " + list("%r$I", n, ", ") + " : " + f32Types +
           "\n    }\n    return " + list("%t#$I", n, ", ") + " : " + f32Types +
@@ -1094,10 +1100,13 @@ unsigned KernelLibrary::gateUp(Elt weight, int64_t hidden, int64_t inter) {
 // Work: T * K * I items (t, k, i). h[t, k, i] = silu(G[e] x) * (U[e] x),
 // e = idx[t, k]: only the selected experts' rows are read.
 unsigned KernelLibrary::expertsGateUp(Elt weight, int64_t hidden, int64_t inter,
-                                      int64_t topK) {
+                                      int64_t topK, bool packed) {
+  // Packed: expert e's gate rows at e * 2 I H, its up rows I H later, both
+  // in binding 2; the output moves to binding 3.
   std::string dotName = dot(weight, hidden);
   std::string body = subst(R"(    %H = arith.constant $H : index
     %I = arith.constant $I : index
+    %IHU = arith.constant $IHU : index
     %KI = arith.constant $KI : index
     %K = arith.constant $K : index
     %IH = arith.constant $IH : index
@@ -1110,23 +1119,29 @@ unsigned KernelLibrary::expertsGateUp(Elt weight, int64_t hidden, int64_t inter,
       %eo = arith.muli %e, %IH : index
       %io = arith.muli %i, %H : index
       %wo = arith.addi %eo, %io : index
+      %uo = arith.addi %wo, $UPOFF : index
       %xo = arith.muli %t, %H : index
       %g = func.call $DOT(%b0, %xo, %b2, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
-      %u = func.call $DOT(%b0, %xo, %b3, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+      %u = func.call $DOT(%b0, %xo, $UPB, %uo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
       %a = func.call @silu(%g) : (f32) -> f32
       %h = arith.mulf %a, %u : f32
-      memref.store %h, %b4[%item] : memref<?xf32>
+      memref.store %h, $HB[%item] : memref<?xf32>
     }
 )",
                            {{"H", num(hidden)},
                             {"I", num(inter)},
                             {"K", num(topK)},
                             {"KI", num(topK * inter)},
-                            {"IH", num(inter * hidden)},
+                            {"IH", num((packed ? 2 : 1) * inter * hidden)},
+                            {"UPOFF", packed ? "%IHU" : "%c0"},
+                            {"IHU", num(inter * hidden)},
+                            {"UPB", packed ? "%b2" : "%b3"},
+                            {"HB", packed ? "%b3" : "%b4"},
                             {"DOT", dotName},
                             {"W", eltName(weight)}});
   std::string warpBody = subst(R"(      %H = arith.constant $H : index
       %I = arith.constant $I : index
+      %IHU = arith.constant $IHU : index
       %KI = arith.constant $KI : index
       %IH = arith.constant $IH : index
       %t = arith.divui %item, %KI : index
@@ -1137,21 +1152,28 @@ unsigned KernelLibrary::expertsGateUp(Elt weight, int64_t hidden, int64_t inter,
       %eo = arith.muli %e, %IH : index
       %io = arith.muli %i, %H : index
       %wo = arith.addi %eo, %io : index
+      %uo = arith.addi %wo, $UPOFF : index
       %xo = arith.muli %t, %H : index
       %g = func.call $WDOT(%b0, %xo, %b2, %wo, %lane) : (memref<?xf32>, index, memref<?x$W>, index, index) -> f32
-      %u = func.call $WDOT(%b0, %xo, %b3, %wo, %lane) : (memref<?xf32>, index, memref<?x$W>, index, index) -> f32
+      %u = func.call $WDOT(%b0, %xo, $UPB, %uo, %lane) : (memref<?xf32>, index, memref<?x$W>, index, index) -> f32
       scf.if %lead {
         %a = func.call @silu(%g) : (f32) -> f32
         %h = arith.mulf %a, %u : f32
-        memref.store %h, %b4[%item] : memref<?xf32>
+        memref.store %h, $HB[%item] : memref<?xf32>
       }
 )",
                                {{"H", num(hidden)},
                                 {"I", num(inter)},
                                 {"KI", num(topK * inter)},
-                                {"IH", num(inter * hidden)},
+                                {"IH", num((packed ? 2 : 1) * inter * hidden)},
+                                {"UPOFF", packed ? "%IHU" : "%c0"},
+                                {"IHU", num(inter * hidden)},
+                                {"UPB", packed ? "%b2" : "%b3"},
+                                {"HB", packed ? "%b3" : "%b4"},
                                 {"WDOT", warpDot(weight, hidden)},
                                 {"W", eltName(weight)}});
+  if (packed)
+    return add(body, {Elt::F32, Elt::I32, weight, Elt::F32}, body, warpBody);
   return add(body, {Elt::F32, Elt::I32, weight, weight, Elt::F32}, body,
              warpBody);
 }
@@ -1365,7 +1387,9 @@ static std::string groupedExpertLoop(const char *block, int64_t experts,
 // chunks), each over the tokens that chose e: h[s, i] = silu(x[t].g[e, i]) *
 // (x[t].u[e, i]) for slot s = t * K + k. Needs an even I.
 unsigned KernelLibrary::groupedGateUp(Elt weight, int64_t hidden, int64_t inter,
-                                      int64_t experts, int64_t topK) {
+                                      int64_t experts, int64_t topK,
+                                      bool packed) {
+  // Packed: the up rows are binding 2's, I H after the gate rows.
   std::string four;
   for (int j = 0; j < 4; ++j)
     four += subst(R"(        %t$J = arith.divui %s$J, %K : index
@@ -1373,7 +1397,7 @@ unsigned KernelLibrary::groupedGateUp(Elt weight, int64_t hidden, int64_t inter,
 )",
                   {{"J", num(j)}});
   four +=
-      R"(        %z:16 = func.call $TILE(%b0, %o0, %o1, %o2, %o3, %b2, %w0, %b2, %w1, %b3, %w0, %b3, %w1) : (memref<?xf32>, index, index, index, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> ($F16)
+      R"(        %z:16 = func.call $TILE(%b0, %o0, %o1, %o2, %o3, %b2, %w0, %b2, %w1, $UPB, %uw0, $UPB, %uw1) : (memref<?xf32>, index, index, index, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> ($F16)
 )";
   std::string one = R"(        %t = arith.divui %s, %K : index
         %xo = arith.muli %t, %H : index
@@ -1385,7 +1409,7 @@ unsigned KernelLibrary::groupedGateUp(Elt weight, int64_t hidden, int64_t inter,
         %h$Q$J = arith.mulf %a$Q$J, %z#$U : f32
         %si$Q$J = arith.muli %s$J, %I : index
         %hi$Q$J = arith.addi %si$Q$J, %i$Q : index
-        memref.store %h$Q$J, %b4[%hi$Q$J] : memref<?xf32>
+        memref.store %h$Q$J, $HB[%hi$Q$J] : memref<?xf32>
 )",
                     {{"Q", num(q)},
                      {"J", num(j)},
@@ -1393,11 +1417,11 @@ unsigned KernelLibrary::groupedGateUp(Elt weight, int64_t hidden, int64_t inter,
                      {"U", num((2 + q) * 4 + j)}});
     one += subst(
         R"(        %g$Q = func.call $DOT(%b0, %xo, %b2, %w$Q) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
-        %u$Q = func.call $DOT(%b0, %xo, %b3, %w$Q) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+        %u$Q = func.call $DOT(%b0, %xo, $UPB, %uw$Q) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
         %a$Q = func.call @silu(%g$Q) : (f32) -> f32
         %h$Q = arith.mulf %a$Q, %u$Q : f32
         %ho$Q = arith.addi %si, %i$Q : index
-        memref.store %h$Q, %b4[%ho$Q] : memref<?xf32>
+        memref.store %h$Q, $HB[%ho$Q] : memref<?xf32>
 )",
         {{"Q", num(q)}});
   }
@@ -1407,20 +1431,29 @@ unsigned KernelLibrary::groupedGateUp(Elt weight, int64_t hidden, int64_t inter,
       %io = arith.muli %i0, %H : index
       %w0 = arith.addi %eo, %io : index
       %w1 = arith.addi %w0, %H : index
+      %uw0 = arith.addi %w0, $UPOFF : index
+      %uw1 = arith.addi %w1, $UPOFF : index
 )";
   std::string body = subst(R"(    %H = arith.constant $H : index
     %I = arith.constant $I : index
     %K = arith.constant $K : index
     %IH = arith.constant $IH : index
+    %IHU = arith.constant $IHU : index
 )" + groupedExpertLoop("ip", experts, inter / 2, rows, four, one),
                            {{"H", num(hidden)},
                             {"I", num(inter)},
                             {"K", num(topK)},
-                            {"IH", num(inter * hidden)},
+                            {"IH", num((packed ? 2 : 1) * inter * hidden)},
+                            {"UPOFF", packed ? "%IHU" : "%c0"},
+                            {"IHU", num(inter * hidden)},
+                            {"UPB", packed ? "%b2" : "%b3"},
+                            {"HB", packed ? "%b3" : "%b4"},
                             {"TILE", dotTile(weight, hidden, 4)},
                             {"F16", kSixteenF32},
                             {"DOT", dot(weight, hidden)},
                             {"W", eltName(weight)}});
+  if (packed)
+    return add(body, {Elt::F32, Elt::I32, weight, Elt::F32}, body);
   return add(body, {Elt::F32, Elt::I32, weight, weight, Elt::F32}, body);
 }
 
@@ -1509,7 +1542,11 @@ unsigned KernelLibrary::expertsCombine(int64_t hidden, int64_t topK) {
 // excluded groups' experts removed from the selection (masked to -inf),
 // top-k by repeated argmax (ties to the lower index), weights from the
 // unbiased scores, optional renormalization (+1e-20), then the scale.
-unsigned KernelLibrary::router(const RouterSpec &spec) {
+std::string KernelLibrary::routerText(const RouterSpec &spec,
+                                      const std::string &weightsOut,
+                                      const std::string &indicesOut,
+                                      const std::string &tBegin,
+                                      const std::string &tEnd) {
   std::string scores;
   if (spec.sigmoid) {
     scores = R"(      scf.for %e = %c0 to %E step %c1 {
@@ -1614,9 +1651,9 @@ unsigned KernelLibrary::router(const RouterSpec &spec) {
                               ? R"(      %den = arith.addf %wsum, %tiny : f32
       scf.for %k = %c0 to %K step %c1 {
         %o = arith.addi %ko, %k : index
-        %w = memref.load %b$W[%o] : memref<?xf32>
+        %w = memref.load $WOUT[%o] : memref<?xf32>
         %n = arith.divf %w, %den : f32
-        memref.store %n, %b$W[%o] : memref<?xf32>
+        memref.store %n, $WOUT[%o] : memref<?xf32>
       }
 )"
                               : "";
@@ -1635,8 +1672,9 @@ unsigned KernelLibrary::router(const RouterSpec &spec) {
     %scores = memref.alloca() : memref<$Exf32>
     %choice = memref.alloca() : memref<$Exf32>
     %taken = memref.alloca() : memref<$Exi8>
-)" + groupBuffers + R"(    scf.for %t = %begin to %end step %c1 {
-      %lo = arith.muli %t, %E : index
+)" + groupBuffers + R"(    %LS = arith.constant $LS : index
+    scf.for %t = $TBEGIN to $TEND step %c1 {
+      %lo = arith.muli %t, %LS : index
       %ko = arith.muli %t, %KS : index
 )" + scores + choice +
                      groups +
@@ -1657,30 +1695,40 @@ unsigned KernelLibrary::router(const RouterSpec &spec) {
         memref.store %one8, %taken[%best#1] : memref<$Exi8>
         %o = arith.addi %ko, %k : index
         %s = memref.load %scores[%best#1] : memref<$Exf32>
-        memref.store %s, %b$W[%o] : memref<?xf32>
+        memref.store %s, $WOUT[%o] : memref<?xf32>
         %e64 = arith.index_cast %best#1 : index to i32
-        memref.store %e64, %b$I[%o] : memref<?xi32>
+        memref.store %e64, $IOUT[%o] : memref<?xi32>
         %r = arith.addf %a, %s : f32
         scf.yield %r : f32
       }
 )" + normalize + R"(      scf.for %k = %c0 to %K step %c1 {
         %o = arith.addi %ko, %k : index
-        %w = memref.load %b$W[%o] : memref<?xf32>
+        %w = memref.load $WOUT[%o] : memref<?xf32>
         %n = arith.mulf %w, %scale : f32
-        memref.store %n, %b$W[%o] : memref<?xf32>
+        memref.store %n, $WOUT[%o] : memref<?xf32>
       }
       // Appended (shared) experts: indices E, E + 1, ... with weight 1 or
       // sigmoid of the token's gate.
       %kk = arith.addi %ko, %K : index
 $APPENDWEIGHT      scf.for %a = %c0 to %EA step %c1 {
         %o = arith.addi %kk, %a : index
-        memref.store %aw, %b$W[%o] : memref<?xf32>
+        memref.store %aw, $WOUT[%o] : memref<?xf32>
         %ea = arith.addi %E, %a : index
         %ea32 = arith.index_cast %ea : index to i32
-        memref.store %ea32, %b$I[%o] : memref<?xi32>
+        memref.store %ea32, $IOUT[%o] : memref<?xi32>
       }
     }
 )";
+  // The appended experts' weight: 1, or sigmoid of the token's gate logit
+  // (its own binding after the bias, or column E of the logits row).
+  std::string appendWeight = "      %aw = arith.addf %f1, %f0 : f32\n";
+  if (spec.gatedAppend)
+    appendWeight = (spec.gateInLogits
+                        ? "      %agi = arith.addi %lo, %E : index\n"
+                          "      %ag = memref.load %b0[%agi] : memref<?xf32>\n"
+                        : "      %ag = memref.load %b" + num(1 + spec.bias) +
+                              "[%t] : memref<?xf32>\n") +
+                   "      %aw = func.call @sigmoid(%ag) : (f32) -> f32\n";
   int64_t groupsCount = spec.grouping == RouterSpec::Greedy
                             ? 1
                             : std::max<int64_t>(1, spec.groups);
@@ -1692,23 +1740,154 @@ $APPENDWEIGHT      scf.for %a = %c0 to %EA step %c1 {
                       {"PG", num(spec.experts / groupsCount)},
                       {"KG", num(spec.keptGroups)},
                       {"SCALE", f32Literal(spec.scale)},
-                      {"APPENDWEIGHT",
-                       spec.gatedAppend
-                           ? "      %ag = memref.load %b$GATE[%t] : "
-                             "memref<?xf32>\n"
-                             "      %aw = func.call @sigmoid(%ag) : (f32) -> "
-                             "f32\n"
-                           : "      %aw = arith.addf %f1, %f0 : f32\n"},
-                      {"GATE", num(1 + spec.bias)},
-                      {"W", num(1 + spec.bias + spec.gatedAppend)},
-                      {"I", num(2 + spec.bias + spec.gatedAppend)}});
+                      {"LS", num(spec.logitsRow())},
+                      {"APPENDWEIGHT", appendWeight},
+                      {"WOUT", weightsOut},
+                      {"IOUT", indicesOut},
+                      {"TBEGIN", tBegin},
+                      {"TEND", tEnd}});
+  return body;
+}
+
+// Router bindings: logits, [bias,] [gate,] then the outputs.
+static unsigned routerOutputs(const KernelLibrary::RouterSpec &spec) {
+  return 1 + spec.bias + (spec.gatedAppend && !spec.gateInLogits);
+}
+
+unsigned KernelLibrary::router(const RouterSpec &spec) {
+  unsigned out = routerOutputs(spec);
+  std::string body =
+      routerText(spec, "%b" + num(out), "%b" + num(out + 1), "%begin", "%end");
   llvm::SmallVector<Elt, 5> bindings{Elt::F32};
   if (spec.bias)
     bindings.push_back(Elt::F32);
-  if (spec.gatedAppend)
+  if (spec.gatedAppend && !spec.gateInLogits)
     bindings.push_back(Elt::F32);
   bindings.append({Elt::F32, Elt::I32});
   return add(body, bindings, body);
+}
+
+//===----------------------------------------------------------------------===//
+// moe.fused_moe for one token (CPU decode)
+//===----------------------------------------------------------------------===//
+//
+// Decode runs a MoE block in three dispatches: the router projection (a
+// linear), routedGateUp and routedDown. Selecting the top-k of E scores is
+// cheap next to reading the experts, so every range of routedGateUp selects
+// for itself instead of waiting for a router dispatch.
+
+unsigned KernelLibrary::routedGateUp(const RouterSpec &spec, Elt weight,
+                                     int64_t hidden, int64_t inter) {
+  unsigned out = routerOutputs(spec);
+  int64_t slots = spec.topK + spec.appended;
+  std::string route = routerText(spec, "%rw", "%ri", "%c0", "%c1");
+  std::string body = subst(R"(    %rwa = memref.alloca() : memref<$SLOTSxf32>
+    %rw = memref.cast %rwa : memref<$SLOTSxf32> to memref<?xf32>
+    %ria = memref.alloca() : memref<$SLOTSxi32>
+    %ri = memref.cast %ria : memref<$SLOTSxi32> to memref<?xi32>
+)",
+                           {{"SLOTS", num(slots)}}) +
+                     route + R"(    %first = arith.cmpi eq, %begin, %c0 : index
+    scf.if %first {
+      scf.for %k = %c0 to %KS step %c1 {
+        %wv = memref.load %rw[%k] : memref<?xf32>
+        memref.store %wv, %b$BW[%k] : memref<?xf32>
+        %iv = memref.load %ri[%k] : memref<?xi32>
+        memref.store %iv, %b$BI[%k] : memref<?xi32>
+      }
+    }
+    %rc2 = arith.constant 2 : index
+    %H = arith.constant $H : index
+    %I = arith.constant $I : index
+    %IP = arith.constant $IP : index
+    %EGU = arith.constant $EGU : index
+    %IHU = arith.constant $IHU : index
+    scf.for %item = %begin to %end step %c1 {
+      %k = arith.divui %item, %IP : index
+      %p = arith.remui %item, %IP : index
+      %e32 = memref.load %ri[%k] : memref<?xi32>
+      %e = arith.index_cast %e32 : i32 to index
+      %i0 = arith.muli %p, %rc2 : index
+      %eo = arith.muli %e, %EGU : index
+      %io = arith.muli %i0, %H : index
+      %w0 = arith.addi %eo, %io : index
+      %w1 = arith.addi %w0, %H : index
+      %u0 = arith.addi %w0, %IHU : index
+      %u1 = arith.addi %w1, %IHU : index
+      %z:4 = func.call $TILE(%b$BX, %c0, %b$BG, %w0, %b$BG, %w1, %b$BG, %u0, %b$BG, %u1) : (memref<?xf32>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
+      %a0 = func.call @silu(%z#0) : (f32) -> f32
+      %h0 = arith.mulf %a0, %z#2 : f32
+      %a1 = func.call @silu(%z#1) : (f32) -> f32
+      %h1 = arith.mulf %a1, %z#3 : f32
+      %ki = arith.muli %k, %I : index
+      %hi0 = arith.addi %ki, %i0 : index
+      %hi1 = arith.addi %hi0, %c1 : index
+      memref.store %h0, %b$BH[%hi0] : memref<?xf32>
+      memref.store %h1, %b$BH[%hi1] : memref<?xf32>
+    }
+)";
+  body = subst(body, {{"BW", num(out)},
+                      {"BI", num(out + 1)},
+                      {"BX", num(out + 2)},
+                      {"BG", num(out + 3)},
+                      {"BH", num(out + 4)},
+                      {"H", num(hidden)},
+                      {"I", num(inter)},
+                      {"IP", num(inter / 2)},
+                      {"EGU", num(2 * inter * hidden)},
+                      {"IHU", num(inter * hidden)},
+                      {"TILE", dotTile(weight, hidden, 4, 1)},
+                      {"W", eltName(weight)}});
+  llvm::SmallVector<Elt, 8> bindings{Elt::F32};
+  if (spec.bias)
+    bindings.push_back(Elt::F32);
+  if (spec.gatedAppend && !spec.gateInLogits)
+    bindings.push_back(Elt::F32);
+  bindings.append({Elt::F32, Elt::I32, Elt::F32, weight, Elt::F32});
+  return add(body, bindings, body);
+}
+
+unsigned KernelLibrary::routedDown(Elt weight, int64_t hidden, int64_t inter,
+                                   int64_t slots) {
+  std::string body = subst(R"(    %c4 = arith.constant 4 : index
+    %I = arith.constant $I : index
+    %HI = arith.constant $HI : index
+    %KS = arith.constant $KS : index
+    scf.for %item = %begin to %end step %c1 {
+      %j0 = arith.muli %item, %c4 : index
+      %jo = arith.muli %j0, %I : index
+      %acc:4 = scf.for %k = %c0 to %KS step %c1 iter_args(%a0 = %f0, %a1 = %f0, %a2 = %f0, %a3 = %f0) -> (f32, f32, f32, f32) {
+        %e32 = memref.load %b2[%k] : memref<?xi32>
+        %e = arith.index_cast %e32 : i32 to index
+        %eo = arith.muli %e, %HI : index
+        %w0 = arith.addi %eo, %jo : index
+        %w1 = arith.addi %w0, %I : index
+        %w2 = arith.addi %w1, %I : index
+        %w3 = arith.addi %w2, %I : index
+        %ho = arith.muli %k, %I : index
+        %d:4 = func.call $TILE(%b0, %ho, %b3, %w0, %b3, %w1, %b3, %w2, %b3, %w3) : (memref<?xf32>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
+        %w = memref.load %b1[%k] : memref<?xf32>
+        %n0 = math.fma %w, %d#0, %a0 : f32
+        %n1 = math.fma %w, %d#1, %a1 : f32
+        %n2 = math.fma %w, %d#2, %a2 : f32
+        %n3 = math.fma %w, %d#3, %a3 : f32
+        scf.yield %n0, %n1, %n2, %n3 : f32, f32, f32, f32
+      }
+      %j1 = arith.addi %j0, %c1 : index
+      %j2 = arith.addi %j1, %c1 : index
+      %j3 = arith.addi %j2, %c1 : index
+      memref.store %acc#0, %b4[%j0] : memref<?xf32>
+      memref.store %acc#1, %b4[%j1] : memref<?xf32>
+      memref.store %acc#2, %b4[%j2] : memref<?xf32>
+      memref.store %acc#3, %b4[%j3] : memref<?xf32>
+    }
+)",
+                           {{"I", num(inter)},
+                            {"HI", num(hidden * inter)},
+                            {"KS", num(slots)},
+                            {"TILE", dotTile(weight, inter, 4, 1)},
+                            {"W", eltName(weight)}});
+  return add(body, {Elt::F32, Elt::F32, Elt::I32, weight, Elt::F32}, body);
 }
 
 // Work: T * heads items (t, h). Rotates pairs by (start_pos + t) * inv_freq;

@@ -50,8 +50,10 @@ public:
   /// linear of the last token only: y[0, n] = x[T - 1, :] . w[n, :].
   unsigned lastRowLinear(Elt weight, int64_t in, int64_t out, bool bias);
   unsigned gateUp(Elt weight, int64_t hidden, int64_t inter);
+  /// `packed`: one binding [E, 2 I, H] holds each expert's gate rows then
+  /// its up rows (moe.fused_moe) instead of separate gate and up stacks.
   unsigned expertsGateUp(Elt weight, int64_t hidden, int64_t inter,
-                         int64_t topK);
+                         int64_t topK, bool packed = false);
   unsigned expertsDown(Elt weight, int64_t hidden, int64_t inter, int64_t topK);
   /// Token-grouped experts (prefill): expertsGroup sorts the (token,
   /// selection) slots by expert into a route buffer of 2 E + 1 + T K i32;
@@ -60,7 +62,7 @@ public:
   /// expertsCombine weights and sums the per-slot outputs.
   unsigned expertsGroup(int64_t experts, int64_t topK);
   unsigned groupedGateUp(Elt weight, int64_t hidden, int64_t inter,
-                         int64_t experts, int64_t topK);
+                         int64_t experts, int64_t topK, bool packed = false);
   unsigned groupedDown(Elt weight, int64_t hidden, int64_t inter,
                        int64_t experts);
   unsigned expertsCombine(int64_t hidden, int64_t topK);
@@ -77,8 +79,21 @@ public:
     /// The appended experts' weight is sigmoid of a per-token gate binding
     /// (after the bias) instead of 1.
     bool gatedAppend = false;
+    /// The gate is column `experts` of the logits rows (moe.fused_moe's
+    /// router weight carries the gate row) rather than its own binding.
+    bool gateInLogits = false;
+    int64_t logitsRow() const { return experts + (gateInLogits ? 1 : 0); }
   };
   unsigned router(const RouterSpec &spec);
+  /// Single-token moe.fused_moe (decode), in two dispatches. routedGateUp:
+  /// bindings (logits, [bias,] weights out, indices out, x, gate_up, h);
+  /// KS * I / 2 items (slot, row pair), every range computing the routing
+  /// itself (the first range also stores it for routedDown). routedDown:
+  /// bindings (h, weights, indices, down, y); H / 4 items (four output
+  /// features over all KS slots, weighted and summed as expertsDown does).
+  unsigned routedGateUp(const RouterSpec &spec, Elt weight, int64_t hidden,
+                        int64_t inter);
+  unsigned routedDown(Elt weight, int64_t hidden, int64_t inter, int64_t slots);
   /// Rotates dimensions [offset, dim) of each head, copies [0, offset).
   unsigned rope(int64_t heads, int64_t dim, bool interleaved,
                 llvm::ArrayRef<float> invFreq, double attentionFactor,
@@ -142,7 +157,15 @@ private:
 
   std::string dot(Elt weight, int64_t length);
   std::string dot4(Elt weight, int64_t length);
-  std::string dotTile(Elt weight, int64_t length, int rows);
+  /// `rows` weight rows against `tokens` (4 or 1) rows of x.
+  std::string dotTile(Elt weight, int64_t length, int rows, int tokens = 4);
+  /// The router's body for tokens [tBegin, tEnd), writing the selections'
+  /// weights and indices to the memrefs named `weightsOut`/`indicesOut`.
+  static std::string routerText(const RouterSpec &spec,
+                                const std::string &weightsOut,
+                                const std::string &indicesOut,
+                                const std::string &tBegin,
+                                const std::string &tEnd);
   /// A warp-wide dot product (GPU): every lane of the warp gets the sum.
   std::string warpDot(Elt weight, int64_t length);
 };

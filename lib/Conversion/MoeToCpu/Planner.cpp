@@ -138,6 +138,27 @@ void ropeTables(moe::RopeOp op, std::vector<float> &invFreq,
   }
 }
 
+// The router kernel's spec from the routing attributes moe.router and
+// moe.fused_moe share; `experts` are the scored (routed) experts.
+template <typename RoutingOp>
+static KernelLibrary::RouterSpec routerSpec(RoutingOp op, int64_t experts) {
+  KernelLibrary::RouterSpec spec;
+  spec.experts = experts;
+  spec.topK = static_cast<int64_t>(op.getTopK());
+  spec.sigmoid = op.getScoring() == moe::ScoringFunc::sigmoid;
+  spec.grouping = op.getMethod() == moe::TopKMethod::greedy
+                      ? KernelLibrary::RouterSpec::Greedy
+                  : op.getMethod() == moe::TopKMethod::noaux_tc
+                      ? KernelLibrary::RouterSpec::GroupTop2
+                      : KernelLibrary::RouterSpec::GroupMax;
+  spec.groups = op.getNGroup() ? *op.getNGroup() : 1;
+  spec.keptGroups = op.getTopkGroup() ? *op.getTopkGroup() : 1;
+  spec.bias = static_cast<bool>(op.getBias());
+  spec.normalize = op.getNormTopkProb();
+  spec.scale = op.getRoutedScalingFactor().convertToDouble();
+  return spec;
+}
+
 //===----------------------------------------------------------------------===//
 // The planner
 //===----------------------------------------------------------------------===//
@@ -169,6 +190,12 @@ public:
 
 private:
   llvm::Error planOp(Operation *op);
+  /// The routed SwiGLU experts given routing weights/indices bindings
+  /// ([T, slots] each): token-grouped on the CPU, per token on CUDA.
+  /// `upWeight` is null for a packed [E, 2 I, H] gate/up weight.
+  void planExperts(Operation *op, VirtualBinding x, VirtualBinding routing,
+                   VirtualBinding indices, Value gateWeight, Value upWeight,
+                   Value downWeight, Value result, int64_t slots);
   llvm::Error fail(Operation *op, const llvm::Twine &message) {
     std::string text;
     llvm::raw_string_ostream os(text);
@@ -244,9 +271,8 @@ std::optional<WeightExpr> Planner::weightExpr(Value value) {
     return expr;
   }
   if (auto concat = dyn_cast<tensor::ConcatOp>(def)) {
-    if (concat.getDim() != 0)
-      return std::nullopt;
     expr.kind = WeightExpr::Concat;
+    expr.dim = static_cast<int64_t>(concat.getDim());
     for (Value operand : concat.getInputs()) {
       std::optional<WeightExpr> child = weightExpr(operand);
       if (!child)
@@ -295,7 +321,9 @@ static std::string exprKey(const WeightExpr &expr) {
     return expr.name;
   case WeightExpr::Stack:
   case WeightExpr::Concat: {
-    std::string key = expr.kind == WeightExpr::Stack ? "stack(" : "concat(";
+    std::string key = expr.kind == WeightExpr::Stack ? "stack("
+                      : expr.dim == 0                ? "concat("
+                                      : formatv("concat{0}(", expr.dim).str();
     for (const WeightExpr &child : expr.operands)
       key += exprKey(child) + ",";
     return key + ")";
@@ -615,20 +643,8 @@ llvm::Error Planner::planOp(Operation *op) {
             .getElementType()
             .getIntOrFloatBitWidth() != 32)
       return fail(op, "expert indices must be i32");
-    KernelLibrary::RouterSpec spec;
-    spec.experts = tensorType(router.getLogits()).getDimSize(1);
-    spec.topK = static_cast<int64_t>(router.getTopK());
-    spec.sigmoid = router.getScoring() == moe::ScoringFunc::sigmoid;
-    spec.grouping = router.getMethod() == moe::TopKMethod::greedy
-                        ? KernelLibrary::RouterSpec::Greedy
-                    : router.getMethod() == moe::TopKMethod::noaux_tc
-                        ? KernelLibrary::RouterSpec::GroupTop2
-                        : KernelLibrary::RouterSpec::GroupMax;
-    spec.groups = router.getNGroup() ? *router.getNGroup() : 1;
-    spec.keptGroups = router.getTopkGroup() ? *router.getTopkGroup() : 1;
-    spec.bias = static_cast<bool>(router.getBias());
-    spec.normalize = router.getNormTopkProb();
-    spec.scale = router.getRoutedScalingFactor().convertToDouble();
+    KernelLibrary::RouterSpec spec =
+        routerSpec(router, tensorType(router.getLogits()).getDimSize(1));
     spec.appended = router.getAppendedExperts()
                         ? static_cast<int64_t>(*router.getAppendedExperts())
                         : 0;
@@ -644,45 +660,56 @@ llvm::Error Planner::planOp(Operation *op) {
     return llvm::Error::success();
   }
   if (auto experts = dyn_cast<moe::ExpertsOp>(op)) {
-    auto gateType = tensorType(experts.getGateWeight());
-    int64_t inter = gateType.getDimSize(1), hidden = gateType.getDimSize(2);
-    int64_t topK = tensorType(experts.getExpertIndices()).getDimSize(1);
-    VirtualBinding x = input(experts.getInput()),
-                   idx = input(experts.getExpertIndices()),
-                   wts = input(experts.getRoutingWeights());
-    VirtualBinding h =
-        temporary(static_cast<uint64_t>(maxTokens) * topK * inter * 4);
-    int64_t numExperts = gateType.getDimSize(0);
-    // Per token only the selected experts' rows are read (decode's weight
-    // bytes; a prefill reads each selected expert once).
-    double share = static_cast<double>(topK) / static_cast<double>(numExperts);
-    if (options.cudaChip.empty() && inter % 2 == 0 && hidden % 4 == 0) {
-      // CPU: group the (token, selection) slots by expert, so that each
-      // expert's rows are read once per call for all its tokens (prefill)
-      // and as contiguous row blocks of one expert (decode: the experts' down
-      // rows no longer interleave eight streams per output feature).
-      uint64_t slots = static_cast<uint64_t>(maxTokens) * topK;
-      VirtualBinding route = temporary((2 * numExperts + 1 + slots) * 4);
-      VirtualBinding perSlot = temporary(slots * hidden * 4);
-      dispatch(kernels.expertsGroup(numExperts, topK), {idx, route}, 0, 1, op);
-      dispatch(
-          kernels.groupedGateUp(weightElt(), hidden, inter, numExperts, topK),
-          {x, route, w(experts.getGateWeight()), w(experts.getUpWeight()), h},
-          0, numExperts * inter / 2, op, share);
-      dispatch(kernels.groupedDown(weightElt(), hidden, inter, numExperts),
-               {h, route, w(experts.getDownWeight()), perSlot}, 0,
-               numExperts * hidden / 4, op, share);
-      dispatch(kernels.expertsCombine(hidden, topK),
-               {perSlot, wts, output(experts.getResult())}, hidden, 0, op);
+    planExperts(
+        op, input(experts.getInput()), input(experts.getRoutingWeights()),
+        input(experts.getExpertIndices()), experts.getGateWeight(),
+        experts.getUpWeight(), experts.getDownWeight(), experts.getResult(),
+        tensorType(experts.getExpertIndices()).getDimSize(1));
+    return llvm::Error::success();
+  }
+  if (auto fused = dyn_cast<moe::FusedMoeOp>(op)) {
+    auto gateUpType = tensorType(fused.getGateUpWeight());
+    int64_t hidden = gateUpType.getDimSize(2);
+    int64_t inter = fused.getIntermediateSize();
+    KernelLibrary::RouterSpec spec =
+        routerSpec(fused, fused.getNumRoutedExperts());
+    spec.appended = static_cast<int64_t>(fused.getSharedExperts());
+    spec.gatedAppend = fused.getGatedShared();
+    spec.gateInLogits = true;
+    int64_t slots = spec.topK + spec.appended;
+    int64_t rows = spec.logitsRow();
+    VirtualBinding x = input(fused.getInput());
+    // Router logits (+ the shared gate's in the last column).
+    VirtualBinding logits =
+        temporary(static_cast<uint64_t>(maxTokens) * rows * 4);
+    dispatch(kernels.linear(weightElt(), hidden, rows, false),
+             {x, w(fused.getRouterWeight()), logits}, 0, rows, op);
+    llvm::SmallVector<VirtualBinding, 8> route{logits};
+    if (fused.getBias())
+      route.push_back(w(fused.getBias()));
+    uint64_t routeBytes = static_cast<uint64_t>(maxTokens) * slots * 4;
+    VirtualBinding routing = temporary(routeBytes),
+                   indices = temporary(routeBytes);
+    route.append({routing, indices});
+    if (options.cudaChip.empty() && maxTokens == 1 && inter % 2 == 0 &&
+        hidden % 4 == 0) {
+      // Decode: routing inside the gate/up dispatch, the weighted sum inside
+      // the down dispatch.
+      double share = static_cast<double>(slots) /
+                     static_cast<double>(gateUpType.getDimSize(0));
+      VirtualBinding h = temporary(static_cast<uint64_t>(slots) * inter * 4);
+      route.append({x, w(fused.getGateUpWeight()), h});
+      dispatch(kernels.routedGateUp(spec, weightElt(), hidden, inter), route, 0,
+               slots * inter / 2, op, share);
+      dispatch(kernels.routedDown(weightElt(), hidden, inter, slots),
+               {h, routing, indices, w(fused.getDownWeight()),
+                output(fused.getResult())},
+               0, hidden / 4, op, share);
       return llvm::Error::success();
     }
-    dispatch(kernels.expertsGateUp(weightElt(), hidden, inter, topK),
-             {x, idx, w(experts.getGateWeight()), w(experts.getUpWeight()), h},
-             topK * inter, 0, op, share);
-    dispatch(
-        kernels.expertsDown(weightElt(), hidden, inter, topK),
-        {h, idx, wts, w(experts.getDownWeight()), output(experts.getResult())},
-        hidden, 0, op, share);
+    dispatch(kernels.router(spec), route, 1, 0, op);
+    planExperts(op, x, routing, indices, fused.getGateUpWeight(), Value(),
+                fused.getDownWeight(), fused.getResult(), slots);
     return llvm::Error::success();
   }
   if (auto rope = dyn_cast<moe::RopeOp>(op)) {
@@ -800,6 +827,53 @@ llvm::Error Planner::planOp(Operation *op) {
 }
 
 } // namespace
+
+void Planner::planExperts(Operation *op, VirtualBinding x,
+                          VirtualBinding routing, VirtualBinding indices,
+                          Value gateWeight, Value upWeight, Value downWeight,
+                          Value result, int64_t slots) {
+  bool packed = !upWeight;
+  auto gateType = tensorType(gateWeight);
+  int64_t numExperts = gateType.getDimSize(0);
+  int64_t inter = gateType.getDimSize(1) / (packed ? 2 : 1),
+          hidden = gateType.getDimSize(2);
+  VirtualBinding h =
+      temporary(static_cast<uint64_t>(maxTokens) * slots * inter * 4);
+  llvm::SmallVector<VirtualBinding, 5> gateUp{x, indices, weight(gateWeight)};
+  if (!packed)
+    gateUp.push_back(weight(upWeight));
+  gateUp.push_back(h);
+  // Per token only the selected experts' rows are read (decode's weight
+  // bytes; a prefill reads each selected expert once).
+  double share = static_cast<double>(slots) / static_cast<double>(numExperts);
+  if (options.cudaChip.empty() && inter % 2 == 0 && hidden % 4 == 0) {
+    // CPU: group the (token, selection) slots by expert, so that each
+    // expert's rows are read once per call for all its tokens (prefill)
+    // and as contiguous row blocks of one expert (decode: the experts' down
+    // rows no longer interleave eight streams per output feature).
+    uint64_t slotCount = static_cast<uint64_t>(maxTokens) * slots;
+    VirtualBinding route = temporary((2 * numExperts + 1 + slotCount) * 4);
+    VirtualBinding perSlot = temporary(slotCount * hidden * 4);
+    dispatch(kernels.expertsGroup(numExperts, slots), {indices, route}, 0, 1,
+             op);
+    gateUp[1] = route;
+    dispatch(kernels.groupedGateUp(weightElt(), hidden, inter, numExperts,
+                                   slots, packed),
+             gateUp, 0, numExperts * inter / 2, op, share);
+    dispatch(kernels.groupedDown(weightElt(), hidden, inter, numExperts),
+             {h, route, weight(downWeight), perSlot}, 0,
+             numExperts * hidden / 4, op, share);
+    dispatch(kernels.expertsCombine(hidden, slots),
+             {perSlot, routing, output(result)}, hidden, 0, op);
+    return;
+  }
+  gateUp[1] = indices;
+  dispatch(kernels.expertsGateUp(weightElt(), hidden, inter, slots, packed),
+           gateUp, slots * inter, 0, op, share);
+  dispatch(kernels.expertsDown(weightElt(), hidden, inter, slots),
+           {h, indices, routing, weight(downWeight), output(result)}, hidden, 0,
+           op, share);
+}
 
 llvm::Expected<CpuProgram> planCpuProgram(ModuleOp module,
                                           const CpuOptions &options) {

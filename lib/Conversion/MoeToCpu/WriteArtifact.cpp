@@ -49,6 +49,9 @@ static llvm::json::Value recipe(const WeightExpr &expr) {
   case WeightExpr::Stack:
     return llvm::json::Object{{"stack", list(expr.operands)}};
   case WeightExpr::Concat:
+    if (expr.dim != 0)
+      return llvm::json::Object{{"concat", list(expr.operands)},
+                                {"dim", expr.dim}};
     return llvm::json::Object{{"concat", list(expr.operands)}};
   case WeightExpr::Slice:
     return llvm::json::Object{{"slice", recipe(expr.operands[0])},
