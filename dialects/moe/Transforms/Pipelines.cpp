@@ -10,9 +10,13 @@
 #include "mlir/Transforms/Passes.h"
 
 llvm::ArrayRef<llvm::StringRef> mlir::moe::moeOptimizationPassNames() {
-  static const llvm::StringRef names[] = {
-      "canonicalize",   "moe-fuse-attention", "moe-fuse-experts",
-      "moe-fuse-norms", "moe-fuse-qkv",       "cse"};
+  static const llvm::StringRef names[] = {"canonicalize",
+                                          "moe-fuse-attention",
+                                          "moe-fuse-experts",
+                                          "moe-fuse-blocks",
+                                          "moe-fuse-norms",
+                                          "moe-fuse-qkv",
+                                          "cse"};
   return names;
 }
 
@@ -25,8 +29,11 @@ void mlir::moe::buildMoeOptimizationPipeline(
     pm.addPass(createCanonicalizerPass());
   if (enabled("moe-fuse-attention"))
     pm.addPass(createMoeFuseAttentionPass());
+  // "moe-fuse-blocks" names the second step of moe-fuse-experts (router +
+  // experts -> moe.fused_moe), so that it can be left out alone.
   if (enabled("moe-fuse-experts"))
-    pm.addPass(createMoeFuseExpertsPass());
+    pm.addPass(createMoeFuseExpertsPass(
+        MoeFuseExpertsPassOptions{enabled("moe-fuse-blocks")}));
   if (enabled("moe-fuse-norms"))
     pm.addPass(createMoeFuseNormsPass());
   if (enabled("moe-fuse-qkv"))

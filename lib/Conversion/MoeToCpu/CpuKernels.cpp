@@ -1849,44 +1849,62 @@ unsigned KernelLibrary::routedGateUp(const RouterSpec &spec, Elt weight,
 
 unsigned KernelLibrary::routedDown(Elt weight, int64_t hidden, int64_t inter,
                                    int64_t slots) {
-  std::string body = subst(R"(    %c4 = arith.constant 4 : index
+  // Slot-major: a range streams its block of each selected expert's rows
+  // in turn (long contiguous reads, as the token-grouped kernels do), the
+  // weighted sums kept in a scratch row until all slots are in.
+  std::string body =
+      subst(R"(    %c4 = arith.constant 4 : index
     %I = arith.constant $I : index
     %HI = arith.constant $HI : index
     %KS = arith.constant $KS : index
-    scf.for %item = %begin to %end step %c1 {
-      %j0 = arith.muli %item, %c4 : index
-      %jo = arith.muli %j0, %I : index
-      %acc:4 = scf.for %k = %c0 to %KS step %c1 iter_args(%a0 = %f0, %a1 = %f0, %a2 = %f0, %a3 = %f0) -> (f32, f32, f32, f32) {
-        %e32 = memref.load %b2[%k] : memref<?xi32>
-        %e = arith.index_cast %e32 : i32 to index
-        %eo = arith.muli %e, %HI : index
+    %acc = memref.alloca() : memref<$Hxf32>
+    %jb = arith.muli %begin, %c4 : index
+    %je = arith.muli %end, %c4 : index
+    scf.for %j = %jb to %je step %c1 {
+      memref.store %f0, %acc[%j] : memref<$Hxf32>
+    }
+    scf.for %k = %c0 to %KS step %c1 {
+      %e32 = memref.load %b2[%k] : memref<?xi32>
+      %e = arith.index_cast %e32 : i32 to index
+      %eo = arith.muli %e, %HI : index
+      %ho = arith.muli %k, %I : index
+      %w = memref.load %b1[%k] : memref<?xf32>
+      scf.for %item = %begin to %end step %c1 {
+        %j0 = arith.muli %item, %c4 : index
+        %j1 = arith.addi %j0, %c1 : index
+        %j2 = arith.addi %j1, %c1 : index
+        %j3 = arith.addi %j2, %c1 : index
+        %jo = arith.muli %j0, %I : index
         %w0 = arith.addi %eo, %jo : index
         %w1 = arith.addi %w0, %I : index
         %w2 = arith.addi %w1, %I : index
         %w3 = arith.addi %w2, %I : index
-        %ho = arith.muli %k, %I : index
         %d:4 = func.call $TILE(%b0, %ho, %b3, %w0, %b3, %w1, %b3, %w2, %b3, %w3) : (memref<?xf32>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
-        %w = memref.load %b1[%k] : memref<?xf32>
-        %n0 = math.fma %w, %d#0, %a0 : f32
-        %n1 = math.fma %w, %d#1, %a1 : f32
-        %n2 = math.fma %w, %d#2, %a2 : f32
-        %n3 = math.fma %w, %d#3, %a3 : f32
-        scf.yield %n0, %n1, %n2, %n3 : f32, f32, f32, f32
-      }
-      %j1 = arith.addi %j0, %c1 : index
-      %j2 = arith.addi %j1, %c1 : index
-      %j3 = arith.addi %j2, %c1 : index
-      memref.store %acc#0, %b4[%j0] : memref<?xf32>
-      memref.store %acc#1, %b4[%j1] : memref<?xf32>
-      memref.store %acc#2, %b4[%j2] : memref<?xf32>
-      memref.store %acc#3, %b4[%j3] : memref<?xf32>
+$ACCUMULATE      }
+    }
+    scf.for %j = %jb to %je step %c1 {
+      %v = memref.load %acc[%j] : memref<$Hxf32>
+      memref.store %v, %b4[%j] : memref<?xf32>
     }
 )",
-                           {{"I", num(inter)},
-                            {"HI", num(hidden * inter)},
-                            {"KS", num(slots)},
-                            {"TILE", dotTile(weight, inter, 4, 1)},
-                            {"W", eltName(weight)}});
+            {{"I", num(inter)},
+             {"H", num(hidden)},
+             {"HI", num(hidden * inter)},
+             {"KS", num(slots)},
+             {"ACCUMULATE",
+              [] {
+                std::string text;
+                for (int r = 0; r < 4; ++r)
+                  text += subst(
+                      R"(        %a$R = memref.load %acc[%j$R] : memref<$Hxf32>
+        %n$R = math.fma %w, %d#$R, %a$R : f32
+        memref.store %n$R, %acc[%j$R] : memref<$Hxf32>
+)",
+                      {{"R", num(r)}});
+                return text;
+              }()},
+             {"TILE", dotTile(weight, inter, 4, 1)},
+             {"W", eltName(weight)}});
   return add(body, {Elt::F32, Elt::F32, Elt::I32, weight, Elt::F32}, body);
 }
 

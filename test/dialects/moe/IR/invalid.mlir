@@ -614,3 +614,51 @@ func.func @router_gate_shape(%l: tensor<?x8xf32>, %g: tensor<?x2xf32>) {
   %w, %i = moe.router softmax greedy %l top_k(3) append(2) gated %g scale(1.0) : (tensor<?x8xf32>, tensor<?x2xf32>) -> (tensor<?x5xf32>, tensor<?x5xi32>)
   return
 }
+
+// -----
+
+func.func @fused_moe_experts(%x: tensor<?x64xf32>, %r: tensor<16x64xbf16>, %gu: tensor<16x64x64xbf16>, %d: tensor<16x64x32xbf16>) {
+  // expected-error @+1 {{gate/up weight dimension 0 (16) does not match routed + shared experts (17)}}
+  %y = moe.fused_moe %x router(%r) softmax greedy top_k(2) scale(1.0) shared(1) experts(%gu, %d) : (tensor<?x64xf32>, tensor<16x64xbf16>, tensor<16x64x64xbf16>, tensor<16x64x32xbf16>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @fused_moe_gate_up(%x: tensor<?x64xf32>, %r: tensor<16x64xbf16>, %gu: tensor<16x32x64xbf16>, %d: tensor<16x64x32xbf16>) {
+  // expected-error @+1 {{gate/up weight dimension 1 (32) does not match twice the intermediate size (64)}}
+  %y = moe.fused_moe %x router(%r) softmax greedy top_k(2) scale(1.0) shared(0) experts(%gu, %d) : (tensor<?x64xf32>, tensor<16x64xbf16>, tensor<16x32x64xbf16>, tensor<16x64x32xbf16>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @fused_moe_router(%x: tensor<?x64xf32>, %r: tensor<16x48xbf16>, %gu: tensor<16x64x64xbf16>, %d: tensor<16x64x32xbf16>) {
+  // expected-error @+1 {{router weight dimension 1 (48) does not match the hidden size (64)}}
+  %y = moe.fused_moe %x router(%r) softmax greedy top_k(2) scale(1.0) shared(0) experts(%gu, %d) : (tensor<?x64xf32>, tensor<16x48xbf16>, tensor<16x64x64xbf16>, tensor<16x64x32xbf16>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @fused_moe_gated(%x: tensor<?x64xf32>, %r: tensor<16x64xbf16>, %gu: tensor<15x64x64xbf16>, %d: tensor<15x64x32xbf16>) {
+  // expected-error @+1 {{a gated shared expert needs shared(S) with S > 0}}
+  %y = moe.fused_moe %x router(%r) softmax greedy top_k(2) scale(1.0) shared(0) gated experts(%gu, %d) : (tensor<?x64xf32>, tensor<16x64xbf16>, tensor<15x64x64xbf16>, tensor<15x64x32xbf16>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @fused_moe_topk(%x: tensor<?x64xf32>, %r: tensor<16x64xbf16>, %gu: tensor<16x64x64xbf16>, %d: tensor<16x64x32xbf16>) {
+  // expected-error @+1 {{top_k (17) must be in [1, 16]}}
+  %y = moe.fused_moe %x router(%r) softmax greedy top_k(17) scale(1.0) shared(0) experts(%gu, %d) : (tensor<?x64xf32>, tensor<16x64xbf16>, tensor<16x64x64xbf16>, tensor<16x64x32xbf16>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @fused_moe_groups(%x: tensor<?x64xf32>, %r: tensor<16x64xbf16>, %gu: tensor<16x64x64xbf16>, %d: tensor<16x64x32xbf16>) {
+  // expected-error @+1 {{n_group (3) must divide the number of experts (16)}}
+  %y = moe.fused_moe %x router(%r) softmax group_limited_greedy top_k(2) groups(3, 1) scale(1.0) shared(0) experts(%gu, %d) : (tensor<?x64xf32>, tensor<16x64xbf16>, tensor<16x64x64xbf16>, tensor<16x64x32xbf16>) -> tensor<?x64xf32>
+  return
+}

@@ -163,3 +163,21 @@ func.func @router_gated_append(%l: tensor<?x8xf32>, %g: tensor<?x1xf32>) -> tens
   %w, %i = moe.router softmax greedy %l top_k(3) append(2) gated %g scale(1.0) : (tensor<?x8xf32>, tensor<?x1xf32>) -> (tensor<?x5xf32>, tensor<?x5xi32>)
   return %w : tensor<?x5xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @fused_moe
+func.func @fused_moe(%x: tensor<?x64xf32>, %r: tensor<16x64xbf16>, %rg: tensor<17x64xbf16>, %b: tensor<16xf32>,
+                     %gu: tensor<17x64x64xbf16>, %d: tensor<17x64x32xbf16>,
+                     %gu16: tensor<16x64x64xbf16>, %d16: tensor<16x64x32xbf16>) -> (tensor<?x64xf32>, tensor<?x64xf32>, tensor<?x64xf32>) {
+  // CHECK: moe.fused_moe %{{.+}} router(%{{.+}}) sigmoid noaux_tc bias %{{.+}} top_k(4) groups(4, 2) norm_topk_prob scale(2.500000e+00) shared(1) experts(%{{.+}}, %{{.+}}) : (tensor<?x64xf32>, tensor<16x64xbf16>, tensor<16xf32>, tensor<17x64x64xbf16>, tensor<17x64x32xbf16>) -> tensor<?x64xf32>
+  %y0 = moe.fused_moe %x router(%r) sigmoid noaux_tc bias %b top_k(4) groups(4, 2) norm_topk_prob scale(2.5) shared(1) experts(%gu, %d)
+      : (tensor<?x64xf32>, tensor<16x64xbf16>, tensor<16xf32>, tensor<17x64x64xbf16>, tensor<17x64x32xbf16>) -> tensor<?x64xf32>
+  // CHECK: moe.fused_moe %{{.+}} router(%{{.+}}) softmax greedy top_k(4) scale(1.000000e+00) shared(1) gated experts(%{{.+}}, %{{.+}}) : (tensor<?x64xf32>, tensor<17x64xbf16>, tensor<17x64x64xbf16>, tensor<17x64x32xbf16>) -> tensor<?x64xf32>
+  %y1 = moe.fused_moe %x router(%rg) softmax greedy top_k(4) scale(1.0) shared(1) gated experts(%gu, %d)
+      : (tensor<?x64xf32>, tensor<17x64xbf16>, tensor<17x64x64xbf16>, tensor<17x64x32xbf16>) -> tensor<?x64xf32>
+  // CHECK: moe.fused_moe %{{.+}} router(%{{.+}}) softmax greedy top_k(2) norm_topk_prob scale(1.000000e+00) shared(0) experts(%{{.+}}, %{{.+}})
+  %y2 = moe.fused_moe %x router(%r) softmax greedy top_k(2) norm_topk_prob scale(1.0) shared(0) experts(%gu16, %d16)
+      : (tensor<?x64xf32>, tensor<16x64xbf16>, tensor<16x64x64xbf16>, tensor<16x64x32xbf16>) -> tensor<?x64xf32>
+  return %y0, %y1, %y2 : tensor<?x64xf32>, tensor<?x64xf32>, tensor<?x64xf32>
+}
