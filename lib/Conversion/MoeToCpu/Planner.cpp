@@ -343,6 +343,13 @@ static std::string exprKey(const WeightExpr &expr) {
 static std::string displayName(const WeightExpr &expr) {
   if (expr.kind != WeightExpr::Stack && expr.kind != WeightExpr::Concat)
     return exprKey(expr);
+  // Side by side along a later dim (packed gate/up): "gate | up".
+  if (expr.kind == WeightExpr::Concat && expr.dim != 0) {
+    std::string name;
+    for (const WeightExpr &operand : expr.operands)
+      name += (name.empty() ? "" : " | ") + displayName(operand);
+    return name;
+  }
   if (expr.kind == WeightExpr::Concat &&
       llvm::any_of(expr.operands, [](const WeightExpr &operand) {
         return operand.kind == WeightExpr::Stack;
