@@ -1542,16 +1542,15 @@ unsigned KernelLibrary::expertsCombine(int64_t hidden, int64_t topK) {
 // excluded groups' experts removed from the selection (masked to -inf),
 // top-k by repeated argmax (ties to the lower index), weights from the
 // unbiased scores, optional renormalization (+1e-20), then the scale.
-std::string KernelLibrary::routerText(const RouterSpec &spec,
-                                      const std::string &weightsOut,
-                                      const std::string &indicesOut,
-                                      const std::string &tBegin,
-                                      const std::string &tEnd) {
+std::string KernelLibrary::routerText(
+    const RouterSpec &spec, const std::string &logits, const std::string &bias,
+    const std::string &weightsOut, const std::string &indicesOut,
+    const std::string &tBegin, const std::string &tEnd) {
   std::string scores;
   if (spec.sigmoid) {
     scores = R"(      scf.for %e = %c0 to %E step %c1 {
         %li = arith.addi %lo, %e : index
-        %l = memref.load %b0[%li] : memref<?xf32>
+        %l = memref.load $LOGITS[%li] : memref<?xf32>
         %s = func.call @sigmoid(%l) : (f32) -> f32
         memref.store %s, %scores[%e] : memref<$Exf32>
       }
@@ -1560,13 +1559,13 @@ std::string KernelLibrary::routerText(const RouterSpec &spec,
     scores =
         R"(      %mx = scf.for %e = %c0 to %E step %c1 iter_args(%m = %lowest) -> (f32) {
         %li = arith.addi %lo, %e : index
-        %l = memref.load %b0[%li] : memref<?xf32>
+        %l = memref.load $LOGITS[%li] : memref<?xf32>
         %r = arith.maximumf %m, %l : f32
         scf.yield %r : f32
       }
       %sum = scf.for %e = %c0 to %E step %c1 iter_args(%a = %f0) -> (f32) {
         %li = arith.addi %lo, %e : index
-        %l = memref.load %b0[%li] : memref<?xf32>
+        %l = memref.load $LOGITS[%li] : memref<?xf32>
         %d = arith.subf %l, %mx : f32
         %x = math.exp %d : f32
         memref.store %x, %scores[%e] : memref<$Exf32>
@@ -1582,7 +1581,7 @@ std::string KernelLibrary::routerText(const RouterSpec &spec,
   }
   std::string choice = spec.bias ? R"(      scf.for %e = %c0 to %E step %c1 {
         %s = memref.load %scores[%e] : memref<$Exf32>
-        %bi = memref.load %b1[%e] : memref<?xf32>
+        %bi = memref.load $BIAS[%e] : memref<?xf32>
         %c = arith.addf %s, %bi : f32
         memref.store %c, %choice[%e] : memref<$Exf32>
       }
@@ -1723,12 +1722,13 @@ $APPENDWEIGHT      scf.for %a = %c0 to %EA step %c1 {
   // (its own binding after the bias, or column E of the logits row).
   std::string appendWeight = "      %aw = arith.addf %f1, %f0 : f32\n";
   if (spec.gatedAppend)
-    appendWeight = (spec.gateInLogits
-                        ? "      %agi = arith.addi %lo, %E : index\n"
-                          "      %ag = memref.load %b0[%agi] : memref<?xf32>\n"
-                        : "      %ag = memref.load %b" + num(1 + spec.bias) +
-                              "[%t] : memref<?xf32>\n") +
-                   "      %aw = func.call @sigmoid(%ag) : (f32) -> f32\n";
+    appendWeight =
+        (spec.gateInLogits ? "      %agi = arith.addi %lo, %E : index\n"
+                             "      %ag = memref.load " +
+                                 logits + "[%agi] : memref<?xf32>\n"
+                           : "      %ag = memref.load %b" + num(1 + spec.bias) +
+                                 "[%t] : memref<?xf32>\n") +
+        "      %aw = func.call @sigmoid(%ag) : (f32) -> f32\n";
   int64_t groupsCount = spec.grouping == RouterSpec::Greedy
                             ? 1
                             : std::max<int64_t>(1, spec.groups);
@@ -1743,6 +1743,8 @@ $APPENDWEIGHT      scf.for %a = %c0 to %EA step %c1 {
                       {"LS", num(spec.logitsRow())},
                       {"APPENDWEIGHT", appendWeight},
                       {"WOUT", weightsOut},
+                      {"LOGITS", logits},
+                      {"BIAS", bias},
                       {"IOUT", indicesOut},
                       {"TBEGIN", tBegin},
                       {"TEND", tEnd}});
@@ -1756,8 +1758,8 @@ static unsigned routerOutputs(const KernelLibrary::RouterSpec &spec) {
 
 unsigned KernelLibrary::router(const RouterSpec &spec) {
   unsigned out = routerOutputs(spec);
-  std::string body =
-      routerText(spec, "%b" + num(out), "%b" + num(out + 1), "%begin", "%end");
+  std::string body = routerText(spec, "%b0", "%b1", "%b" + num(out),
+                                "%b" + num(out + 1), "%begin", "%end");
   llvm::SmallVector<Elt, 5> bindings{Elt::F32};
   if (spec.bias)
     bindings.push_back(Elt::F32);
@@ -1776,17 +1778,122 @@ unsigned KernelLibrary::router(const RouterSpec &spec) {
 // cheap next to reading the experts, so every range of routedGateUp selects
 // for itself instead of waiting for a router dispatch.
 
-unsigned KernelLibrary::routedGateUp(const RouterSpec &spec, Elt weight,
+// The row a single-token kernel works on, as %nx (memref<?xf32>): the
+// normalized a (+ b) with a prologue, else binding %b0 itself.
+static std::string normPrologue(const KernelLibrary::NormPrologue &norm) {
+  if (!norm.present)
+    return "    %nx = memref.cast %b0 : memref<?xf32> to memref<?xf32>\n";
+  std::string load = norm.add
+                         ? R"(      %a = memref.load %b0[%i] : memref<?xf32>
+      %b = memref.load %b1[%i] : memref<?xf32>
+      %s = arith.addf %a, %b : f32
+      memref.store %s, %nx[%i] : memref<?xf32>
+      scf.if %npfirst {
+        memref.store %s, %b3[%i] : memref<?xf32>
+      }
+)"
+                         : R"(      %a = memref.load %b0[%i] : memref<?xf32>
+      memref.store %a, %nx[%i] : memref<?xf32>
+)";
+  return subst(R"(    %npH = arith.constant $H : index
+    %npHf = arith.constant $HF : f32
+    %npeps = arith.constant $EPS : f32
+    %npfirst = arith.cmpi eq, %begin, %c0 : index
+    %nxa = memref.alloca() : memref<$Hxf32>
+    %nx = memref.cast %nxa : memref<$Hxf32> to memref<?xf32>
+    scf.for %i = %c0 to %npH step %c1 {
+$LOAD    }
+    %npss = func.call @sumsq(%nx, %c0, %npH) : (memref<?xf32>, index, index) -> f32
+    %npmean = arith.divf %npss, %npHf : f32
+    %npvar = arith.addf %npmean, %npeps : f32
+    %npinv = math.rsqrt %npvar : f32
+    scf.for %i = %c0 to %npH step %c1 {
+      %x = memref.load %nx[%i] : memref<?xf32>
+      %w = memref.load %b$NW[%i] : memref<?xf32>
+      %n = arith.mulf %x, %npinv : f32
+      %y = arith.mulf %w, %n : f32
+      memref.store %y, %nx[%i] : memref<?xf32>
+    }
+)",
+               {{"LOAD", load},
+                {"H", num(norm.hidden)},
+                {"HF", f32Literal(static_cast<double>(norm.hidden))},
+                {"EPS", f32Literal(norm.eps)},
+                {"NW", num(norm.add ? 2 : 1)}});
+}
+
+// The norm's bindings, or x alone.
+static llvm::SmallVector<Elt, 8>
+normBindings(const KernelLibrary::NormPrologue &norm) {
+  if (!norm.present)
+    return {Elt::F32};
+  if (norm.add)
+    return {Elt::F32, Elt::F32, Elt::F32, Elt::F32};
+  return {Elt::F32, Elt::F32};
+}
+
+unsigned KernelLibrary::normLinear(const NormPrologue &norm, Elt weight,
+                                   int64_t out, bool bias) {
+  unsigned first = norm.bindings();
+  std::string biasAdd =
+      bias ? subst(R"(      %bv = memref.load %b$BB[%item] : memref<?xf32>
+      %yb = arith.addf %d, %bv : f32
+)",
+                   {{"BB", num(first + 1)}})
+           : "      %yb = arith.addf %d, %f0 : f32\n";
+  std::string body =
+      normPrologue(norm) + subst(R"(    %IN = arith.constant $IN : index
+    scf.for %item = %begin to %end step %c1 {
+      %wo = arith.muli %item, %IN : index
+      %d = func.call $DOT(%nx, %c0, %b$BW, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+$BIASADD      memref.store %yb, %b$BY[%item] : memref<?xf32>
+    }
+)",
+                                 {{"BIASADD", biasAdd},
+                                  {"IN", num(norm.hidden)},
+                                  {"BW", num(first)},
+                                  {"BY", num(first + 1 + bias)},
+                                  {"DOT", dot(weight, norm.hidden)},
+                                  {"W", eltName(weight)}});
+  llvm::SmallVector<Elt, 8> bindings = normBindings(norm);
+  bindings.push_back(weight);
+  if (bias)
+    bindings.push_back(Elt::F32);
+  bindings.push_back(Elt::F32);
+  return add(body, bindings, body);
+}
+
+unsigned KernelLibrary::routedGateUp(const RouterSpec &spec,
+                                     const NormPrologue &norm, Elt weight,
                                      int64_t hidden, int64_t inter) {
-  unsigned out = routerOutputs(spec);
+  unsigned first = norm.present ? norm.bindings() : 1;
+  unsigned router = first, out = first + 1 + spec.bias;
   int64_t slots = spec.topK + spec.appended;
-  std::string route = routerText(spec, "%rw", "%ri", "%c0", "%c1");
-  std::string body = subst(R"(    %rwa = memref.alloca() : memref<$SLOTSxf32>
+  int64_t rows = spec.logitsRow();
+  std::string route =
+      routerText(spec, "%lg", spec.bias ? "%b" + num(router + 1) : "%lg", "%rw",
+                 "%ri", "%c0", "%c1");
+  std::string body = normPrologue(norm) +
+                     subst(R"(    %LROWS = arith.constant $ROWS : index
+    %LH = arith.constant $H : index
+    %lga = memref.alloca() : memref<$ROWSxf32>
+    %lg = memref.cast %lga : memref<$ROWSxf32> to memref<?xf32>
+    scf.for %r = %c0 to %LROWS step %c1 {
+      %ro = arith.muli %r, %LH : index
+      %l = func.call $RDOT(%nx, %c0, %b$BR, %ro) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+      memref.store %l, %lg[%r] : memref<?xf32>
+    }
+    %rwa = memref.alloca() : memref<$SLOTSxf32>
     %rw = memref.cast %rwa : memref<$SLOTSxf32> to memref<?xf32>
     %ria = memref.alloca() : memref<$SLOTSxi32>
     %ri = memref.cast %ria : memref<$SLOTSxi32> to memref<?xi32>
 )",
-                           {{"SLOTS", num(slots)}}) +
+                           {{"ROWS", num(rows)},
+                            {"H", num(hidden)},
+                            {"BR", num(router)},
+                            {"RDOT", dot(weight, hidden)},
+                            {"SLOTS", num(slots)},
+                            {"W", eltName(weight)}}) +
                      route + R"(    %first = arith.cmpi eq, %begin, %c0 : index
     scf.if %first {
       scf.for %k = %c0 to %KS step %c1 {
@@ -1814,7 +1921,7 @@ unsigned KernelLibrary::routedGateUp(const RouterSpec &spec, Elt weight,
       %w1 = arith.addi %w0, %H : index
       %u0 = arith.addi %w0, %IHU : index
       %u1 = arith.addi %w1, %IHU : index
-      %z:4 = func.call $TILE(%b$BX, %c0, %b$BG, %w0, %b$BG, %w1, %b$BG, %u0, %b$BG, %u1) : (memref<?xf32>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
+      %z:4 = func.call $TILE(%nx, %c0, %b$BG, %w0, %b$BG, %w1, %b$BG, %u0, %b$BG, %u1) : (memref<?xf32>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
       %a0 = func.call @silu(%z#0) : (f32) -> f32
       %h0 = arith.mulf %a0, %z#2 : f32
       %a1 = func.call @silu(%z#1) : (f32) -> f32
@@ -1828,9 +1935,8 @@ unsigned KernelLibrary::routedGateUp(const RouterSpec &spec, Elt weight,
 )";
   body = subst(body, {{"BW", num(out)},
                       {"BI", num(out + 1)},
-                      {"BX", num(out + 2)},
-                      {"BG", num(out + 3)},
-                      {"BH", num(out + 4)},
+                      {"BG", num(out + 2)},
+                      {"BH", num(out + 3)},
                       {"H", num(hidden)},
                       {"I", num(inter)},
                       {"IP", num(inter / 2)},
@@ -1838,12 +1944,11 @@ unsigned KernelLibrary::routedGateUp(const RouterSpec &spec, Elt weight,
                       {"IHU", num(inter * hidden)},
                       {"TILE", dotTile(weight, hidden, 4, 1)},
                       {"W", eltName(weight)}});
-  llvm::SmallVector<Elt, 8> bindings{Elt::F32};
+  llvm::SmallVector<Elt, 8> bindings = normBindings(norm);
+  bindings.push_back(weight);
   if (spec.bias)
     bindings.push_back(Elt::F32);
-  if (spec.gatedAppend && !spec.gateInLogits)
-    bindings.push_back(Elt::F32);
-  bindings.append({Elt::F32, Elt::I32, Elt::F32, weight, Elt::F32});
+  bindings.append({Elt::F32, Elt::I32, weight, Elt::F32});
   return add(body, bindings, body);
 }
 

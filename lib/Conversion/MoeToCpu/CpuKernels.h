@@ -85,14 +85,30 @@ public:
     int64_t logitsRow() const { return experts + (gateInLogits ? 1 : 0); }
   };
   unsigned router(const RouterSpec &spec);
+  /// An RMSNorm (of a + b with `add`) that a single-token kernel computes
+  /// for itself before its work, instead of a dispatch of its own: its
+  /// bindings a, [b,] weight, [sum out] lead the kernel's; the first work
+  /// range stores the sum (the residual stream), every range keeps the
+  /// normalized row in a local array.
+  struct NormPrologue {
+    bool present = false, add = false;
+    int64_t hidden = 0;
+    double eps = 0;
+    unsigned bindings() const { return present ? (add ? 4u : 2u) : 0u; }
+  };
+  /// One token: y = rms_norm(x) W^T (+ bias). Bindings: the norm's, W,
+  /// [bias,] y. Work: `out` rows.
+  unsigned normLinear(const NormPrologue &norm, Elt weight, int64_t out,
+                      bool bias);
   /// Single-token moe.fused_moe (decode), in two dispatches. routedGateUp:
-  /// bindings (logits, [bias,] weights out, indices out, x, gate_up, h);
-  /// KS * I / 2 items (slot, row pair), every range computing the routing
-  /// itself (the first range also stores it for routedDown). routedDown:
+  /// bindings (the norm's or x, router weight, [bias,] weights out, indices
+  /// out, gate_up, h); KS * I / 2 items (slot, row pair), every range
+  /// computing the normalized row, the router logits and the top-k itself
+  /// (the first range also stores the routing for routedDown). routedDown:
   /// bindings (h, weights, indices, down, y); H / 4 items (four output
   /// features over all KS slots, weighted and summed as expertsDown does).
-  unsigned routedGateUp(const RouterSpec &spec, Elt weight, int64_t hidden,
-                        int64_t inter);
+  unsigned routedGateUp(const RouterSpec &spec, const NormPrologue &norm,
+                        Elt weight, int64_t hidden, int64_t inter);
   unsigned routedDown(Elt weight, int64_t hidden, int64_t inter, int64_t slots);
   /// Rotates dimensions [offset, dim) of each head, copies [0, offset).
   unsigned rope(int64_t heads, int64_t dim, bool interleaved,
@@ -161,11 +177,11 @@ private:
   std::string dotTile(Elt weight, int64_t length, int rows, int tokens = 4);
   /// The router's body for tokens [tBegin, tEnd), writing the selections'
   /// weights and indices to the memrefs named `weightsOut`/`indicesOut`.
-  static std::string routerText(const RouterSpec &spec,
-                                const std::string &weightsOut,
-                                const std::string &indicesOut,
-                                const std::string &tBegin,
-                                const std::string &tEnd);
+  static std::string
+  routerText(const RouterSpec &spec, const std::string &logits,
+             const std::string &bias, const std::string &weightsOut,
+             const std::string &indicesOut, const std::string &tBegin,
+             const std::string &tEnd);
   /// A warp-wide dot product (GPU): every lane of the warp gets the sum.
   std::string warpDot(Elt weight, int64_t length);
 };

@@ -246,6 +246,19 @@ private:
   // Set when an operand has no binding or a weight operand is not a
   // compile-time weight expression.
   bool badOperand = false, badWeight = false;
+
+  // Single-token (CPU decode) fusion: an RMSNorm whose only user is a
+  // projection or a moe.fused_moe runs inside that user's kernel.
+  struct PendingNorm {
+    KernelLibrary::NormPrologue prologue;
+    llvm::SmallVector<VirtualBinding, 4> bindings; // a, [b,] weight, [sum]
+  };
+  llvm::DenseMap<Value, PendingNorm> pendingNorms;
+  bool singleTokenCpu() const {
+    return options.cudaChip.empty() && maxTokens == 1;
+  }
+  bool takesNormPrologue(Value normalized);
+  bool fusedMoeDecode(moe::FusedMoeOp op);
 };
 
 std::optional<WeightExpr> Planner::weightExpr(Value value) {
@@ -434,6 +447,7 @@ void Planner::dispatch(unsigned kernel, llvm::ArrayRef<VirtualBinding> bindings,
 llvm::Error Planner::planEntry(func::FuncOp func, int64_t entryMaxTokens) {
   maxTokens = entryMaxTokens;
   bound.clear();
+  pendingNorms.clear();
   bufferBytes.clear();
   bufferFirst.clear();
   bufferLast.clear();
@@ -578,6 +592,14 @@ llvm::Error Planner::planOp(Operation *op) {
   }
   if (auto norm = dyn_cast<moe::RmsNormOp>(op)) {
     int64_t hidden = tensorType(norm.getInput()).getShape().back();
+    if (takesNormPrologue(norm.getResult())) {
+      PendingNorm pending;
+      pending.prologue = {true, false, hidden,
+                          norm.getEpsilon().convertToDouble()};
+      pending.bindings = {input(norm.getInput()), w(norm.getWeight())};
+      pendingNorms[norm.getResult()] = std::move(pending);
+      return llvm::Error::success();
+    }
     unsigned k = kernels.rmsNorm(hidden, norm.getEpsilon().convertToDouble());
     VirtualBinding x = input(norm.getInput()), wt = w(norm.getWeight());
     dispatch(k, {x, wt, output(norm.getResult())},
@@ -586,6 +608,15 @@ llvm::Error Planner::planOp(Operation *op) {
   }
   if (auto norm = dyn_cast<moe::AddRmsNormOp>(op)) {
     int64_t hidden = tensorType(norm.getInput()).getShape().back();
+    if (takesNormPrologue(norm.getResult())) {
+      PendingNorm pending;
+      pending.prologue = {true, true, hidden,
+                          norm.getEpsilon().convertToDouble()};
+      pending.bindings = {input(norm.getInput()), input(norm.getResidual()),
+                          w(norm.getWeight()), output(norm.getSum())};
+      pendingNorms[norm.getResult()] = std::move(pending);
+      return llvm::Error::success();
+    }
     unsigned k =
         kernels.addRmsNorm(hidden, norm.getEpsilon().convertToDouble());
     VirtualBinding a = input(norm.getInput()), b = input(norm.getResidual()),
@@ -619,6 +650,19 @@ llvm::Error Planner::planOp(Operation *op) {
     bool lastRow = options.lastLogitsOnly && maxTokens > 1 &&
                    linear.getResult() == logitsValue;
     lastLogitsOnly |= lastRow;
+    if (auto pending = pendingNorms.find(linear.getInput());
+        pending != pendingNorms.end()) {
+      llvm::SmallVector<VirtualBinding, 8> bindings(
+          pending->second.bindings.begin(), pending->second.bindings.end());
+      bindings.push_back(w(linear.getWeight()));
+      if (linear.getBias())
+        bindings.push_back(w(linear.getBias()));
+      bindings.push_back(output(linear.getResult()));
+      dispatch(kernels.normLinear(pending->second.prologue, weightElt(), out,
+                                  static_cast<bool>(linear.getBias())),
+               bindings, 0, out, op);
+      return llvm::Error::success();
+    }
     unsigned k =
         lastRow ? kernels.lastRowLinear(weightElt(), in, out,
                                         static_cast<bool>(linear.getBias()))
@@ -685,6 +729,38 @@ llvm::Error Planner::planOp(Operation *op) {
     spec.gateInLogits = true;
     int64_t slots = spec.topK + spec.appended;
     int64_t rows = spec.logitsRow();
+    uint64_t routeBytes = static_cast<uint64_t>(maxTokens) * slots * 4;
+    VirtualBinding routing = temporary(routeBytes),
+                   indices = temporary(routeBytes);
+    if (fusedMoeDecode(fused)) {
+      // One token: the norm before the block (when it has no other user),
+      // the router logits and the top-k run inside the gate/up dispatch;
+      // the weighted sum inside the down dispatch.
+      KernelLibrary::NormPrologue norm;
+      llvm::SmallVector<VirtualBinding, 12> bindings;
+      if (auto pending = pendingNorms.find(fused.getInput());
+          pending != pendingNorms.end()) {
+        norm = pending->second.prologue;
+        bindings.append(pending->second.bindings);
+      } else {
+        bindings.push_back(input(fused.getInput()));
+      }
+      bindings.push_back(w(fused.getRouterWeight()));
+      if (fused.getBias())
+        bindings.push_back(w(fused.getBias()));
+      double share = static_cast<double>(slots) /
+                     static_cast<double>(gateUpType.getDimSize(0));
+      VirtualBinding h = temporary(static_cast<uint64_t>(slots) * inter * 4);
+      bindings.append({routing, indices, w(fused.getGateUpWeight()), h});
+      // The router rows are read whole, the experts' only in part.
+      dispatch(kernels.routedGateUp(spec, norm, weightElt(), hidden, inter),
+               bindings, 0, slots * inter / 2, op, share);
+      dispatch(kernels.routedDown(weightElt(), hidden, inter, slots),
+               {h, routing, indices, w(fused.getDownWeight()),
+                output(fused.getResult())},
+               0, hidden / 4, op, share);
+      return llvm::Error::success();
+    }
     VirtualBinding x = input(fused.getInput());
     // Router logits (+ the shared gate's in the last column).
     VirtualBinding logits =
@@ -694,26 +770,7 @@ llvm::Error Planner::planOp(Operation *op) {
     llvm::SmallVector<VirtualBinding, 8> route{logits};
     if (fused.getBias())
       route.push_back(w(fused.getBias()));
-    uint64_t routeBytes = static_cast<uint64_t>(maxTokens) * slots * 4;
-    VirtualBinding routing = temporary(routeBytes),
-                   indices = temporary(routeBytes);
     route.append({routing, indices});
-    if (options.cudaChip.empty() && maxTokens == 1 && inter % 2 == 0 &&
-        hidden % 4 == 0) {
-      // Decode: routing inside the gate/up dispatch, the weighted sum inside
-      // the down dispatch.
-      double share = static_cast<double>(slots) /
-                     static_cast<double>(gateUpType.getDimSize(0));
-      VirtualBinding h = temporary(static_cast<uint64_t>(slots) * inter * 4);
-      route.append({x, w(fused.getGateUpWeight()), h});
-      dispatch(kernels.routedGateUp(spec, weightElt(), hidden, inter), route, 0,
-               slots * inter / 2, op, share);
-      dispatch(kernels.routedDown(weightElt(), hidden, inter, slots),
-               {h, routing, indices, w(fused.getDownWeight()),
-                output(fused.getResult())},
-               0, hidden / 4, op, share);
-      return llvm::Error::success();
-    }
     dispatch(kernels.router(spec), route, 1, 0, op);
     planExperts(op, x, routing, indices, fused.getGateUpWeight(), Value(),
                 fused.getDownWeight(), fused.getResult(), slots);
@@ -834,6 +891,26 @@ llvm::Error Planner::planOp(Operation *op) {
 }
 
 } // namespace
+
+bool Planner::fusedMoeDecode(moe::FusedMoeOp op) {
+  auto gateUpType = tensorType(op.getGateUpWeight());
+  return singleTokenCpu() && op.getIntermediateSize() % 2 == 0 &&
+         gateUpType.getDimSize(2) % 4 == 0;
+}
+
+// Whether the normalized row's only user computes the norm itself (one
+// token on the CPU): a projection of it, or a moe.fused_moe of it.
+bool Planner::takesNormPrologue(Value normalized) {
+  if (!singleTokenCpu() || !normalized.hasOneUse() ||
+      tensorType(normalized).getRank() != 2)
+    return false;
+  Operation *user = *normalized.getUsers().begin();
+  if (auto linear = dyn_cast<moe::LinearOp>(user))
+    return linear.getInput() == normalized;
+  if (auto fused = dyn_cast<moe::FusedMoeOp>(user))
+    return fused.getInput() == normalized && fusedMoeDecode(fused);
+  return false;
+}
 
 void Planner::planExperts(Operation *op, VirtualBinding x,
                           VirtualBinding routing, VirtualBinding indices,
