@@ -1770,6 +1770,96 @@ unsigned KernelLibrary::router(const RouterSpec &spec) {
 }
 
 //===----------------------------------------------------------------------===//
+// Composite kernels (CPU, one token)
+//===----------------------------------------------------------------------===//
+//
+// A decode token's small dispatches (norms of a few hundred values, ropes,
+// cache writes) cost a barrier each; the planner runs them inside one
+// dispatch instead, by calling their bodies from a composite kernel.
+
+// `func.call @kN_body(bindings from `first`..., %T, %pos, lo, hi)`.
+static std::string callBody(const std::string &name,
+                            llvm::ArrayRef<Elt> bindings, unsigned first,
+                            const std::string &lo, const std::string &hi) {
+  std::string args, types;
+  for (auto [i, elt] : llvm::enumerate(bindings)) {
+    args += formatv("%b{0}, ", first + i).str();
+    types += formatv("memref<?x{0}>, ", eltName(elt)).str();
+  }
+  return formatv("      func.call @{0}_body({1}%T, %pos, {2}, {3}) : "
+                 "({4}index, index, index, index) -> ()\n",
+                 name, args, lo, hi, types)
+      .str();
+}
+
+unsigned KernelLibrary::itemwise(unsigned first, unsigned second) {
+  const Kernel &a = kernels[first], &b = kernels[second];
+  std::string body =
+      "    scf.for %item = %begin to %end step %c1 {\n"
+      "      %next = arith.addi %item, %c1 : index\n" +
+      callBody(a.name, a.bindings, 0, "%item", "%next") +
+      callBody(b.name, b.bindings, a.bindings.size(), "%item", "%next") +
+      "    }\n";
+  llvm::SmallVector<Elt, 16> bindings(a.bindings.begin(), a.bindings.end());
+  bindings.append(b.bindings.begin(), b.bindings.end());
+  return add("itemwise " + a.name + " " + b.name + "\n" + body, bindings, body);
+}
+
+// The parts' calls, each over all its items, bindings from `first` on.
+static std::string
+partCalls(llvm::ArrayRef<KernelLibrary::Part> parts, unsigned first,
+          llvm::function_ref<const std::string &(unsigned)> name,
+          llvm::function_ref<llvm::ArrayRef<Elt>(unsigned)> bindingsOf) {
+  std::string text;
+  for (auto [i, part] : llvm::enumerate(parts)) {
+    text += subst(
+        R"(      %pt$I = arith.constant $PT : index
+      %pf$I = arith.constant $PF : index
+      %pn$I = arith.muli %pt$I, %T : index
+      %pe$I = arith.addi %pn$I, %pf$I : index
+)",
+        {{"I", num(i)}, {"PT", num(part.perToken)}, {"PF", num(part.fixed)}});
+    text += callBody(name(part.kernel), bindingsOf(part.kernel), first, "%c0",
+                     "%pe" + num(i));
+    first += bindingsOf(part.kernel).size();
+  }
+  return text;
+}
+
+unsigned KernelLibrary::sequence(llvm::ArrayRef<Part> parts) {
+  return withSideJob(~0u, parts);
+}
+
+unsigned KernelLibrary::withSideJob(unsigned main, llvm::ArrayRef<Part> side) {
+  auto name = [&](unsigned k) -> const std::string & {
+    return kernels[k].name;
+  };
+  auto bindingsOf = [&](unsigned k) -> llvm::ArrayRef<Elt> {
+    return kernels[k].bindings;
+  };
+  llvm::SmallVector<Elt, 16> bindings;
+  std::string body, key = "side";
+  if (main != ~0u) {
+    bindings.append(kernels[main].bindings.begin(),
+                    kernels[main].bindings.end());
+    body += callBody(kernels[main].name, kernels[main].bindings, 0, "%begin",
+                     "%end");
+    key += " " + kernels[main].name;
+  }
+  body += "    %sidefirst = arith.cmpi eq, %begin, %c0 : index\n"
+          "    scf.if %sidefirst {\n" +
+          partCalls(side, bindings.size(), name, bindingsOf) + "    }\n";
+  for (const Part &part : side) {
+    bindings.append(kernels[part.kernel].bindings.begin(),
+                    kernels[part.kernel].bindings.end());
+    key += formatv(" {0}:{1}:{2}", kernels[part.kernel].name, part.perToken,
+                   part.fixed)
+               .str();
+  }
+  return add(key + "\n" + body, bindings, body);
+}
+
+//===----------------------------------------------------------------------===//
 // moe.fused_moe for one token (CPU decode)
 //===----------------------------------------------------------------------===//
 //

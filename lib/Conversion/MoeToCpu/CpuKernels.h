@@ -128,6 +128,22 @@ public:
   /// out[t, h, :] = in[t, :] for `heads` heads of `row` values.
   unsigned broadcastRows(int64_t heads, int64_t row);
 
+  /// Composite kernels of the single-token CPU plan, calling the parts'
+  /// bodies; each part's bindings follow the previous part's. A part runs
+  /// `perToken * T + fixed` items.
+  struct Part {
+    unsigned kernel;
+    int64_t perToken, fixed;
+  };
+  /// Per item i: item i of `first`, then item i of `second` (one item space;
+  /// item i of `second` reads only what item i of `first` wrote).
+  unsigned itemwise(unsigned first, unsigned second);
+  /// One item: the parts in order, each over all its items.
+  unsigned sequence(llvm::ArrayRef<Part> parts);
+  /// `main` over the range; the range that holds item 0 then runs `side`
+  /// (work independent of `main`'s) in order.
+  unsigned withSideJob(unsigned main, llvm::ArrayRef<Part> side);
+
   /// Kernel names in index order ("k0", "k1", ...).
   std::vector<std::string> names() const;
   /// The module text of every kernel, wrappers included.

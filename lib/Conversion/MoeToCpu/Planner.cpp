@@ -178,6 +178,9 @@ struct VirtualDispatch {
   int64_t workPerToken, workFixed;
   std::string what;
   uint64_t weightBytesRead;
+  // A few items of little work (a decode token's norms, ropes, cache
+  // writes): may run on one thread inside a neighbouring dispatch.
+  bool tiny = false;
 };
 
 class Planner {
@@ -215,10 +218,11 @@ private:
   }
   VirtualBinding output(Value value);
   VirtualBinding temporary(uint64_t bytes);
-  /// `weightShare`: the fraction of the bound weights one call reads.
+  /// `weightShare`: the fraction of the weights bound from binding
+  /// `sharedFrom` on that one call reads (those before are read whole).
   void dispatch(unsigned kernel, llvm::ArrayRef<VirtualBinding> bindings,
                 int64_t workPerToken, int64_t workFixed, Operation *op,
-                double weightShare = 1.0);
+                double weightShare = 1.0, unsigned sharedFrom = 0);
   Elt weightElt() const {
     return options.weightType == WeightType::BF16 ? Elt::BF16 : Elt::F32;
   }
@@ -259,6 +263,16 @@ private:
   }
   bool takesNormPrologue(Value normalized);
   bool fusedMoeDecode(moe::FusedMoeOp op);
+  void markTiny() { dispatches.back().tiny = true; }
+  // A rope whose only user is the query of an absorbed MLA runs item by
+  // item inside the attention dispatch (one token on the CPU).
+  struct PendingRope {
+    unsigned kernel;
+    VirtualBinding input;
+  };
+  llvm::DenseMap<Value, PendingRope> pendingRopes;
+  void mergeTinyDispatches();
+  void recomputeLiveness();
 };
 
 std::optional<WeightExpr> Planner::weightExpr(Value value) {
@@ -424,12 +438,14 @@ VirtualBinding Planner::output(Value value) {
 
 void Planner::dispatch(unsigned kernel, llvm::ArrayRef<VirtualBinding> bindings,
                        int64_t workPerToken, int64_t workFixed, Operation *op,
-                       double weightShare) {
-  uint64_t weightBytes = 0;
-  for (const VirtualBinding &binding : bindings)
+                       double weightShare, unsigned sharedFrom) {
+  double weightBytes = 0;
+  for (auto [position, binding] : llvm::enumerate(bindings))
     if (binding.kind == PlannedBinding::Weight &&
         binding.index < program.weights.size())
-      weightBytes += program.weights[binding.index].bytes();
+      weightBytes +=
+          static_cast<double>(program.weights[binding.index].bytes()) *
+          (position >= sharedFrom ? weightShare : 1.0);
   for (const VirtualBinding &binding : bindings)
     if (binding.kind == PlannedBinding::Arena) {
       bufferFirst[binding.index] =
@@ -441,13 +457,14 @@ void Planner::dispatch(unsigned kernel, llvm::ArrayRef<VirtualBinding> bindings,
   os << op->getName();
   dispatches.push_back({kernel, llvm::SmallVector<VirtualBinding, 8>(bindings),
                         workPerToken, workFixed, what,
-                        static_cast<uint64_t>(weightShare * weightBytes)});
+                        static_cast<uint64_t>(weightBytes)});
 }
 
 llvm::Error Planner::planEntry(func::FuncOp func, int64_t entryMaxTokens) {
   maxTokens = entryMaxTokens;
   bound.clear();
   pendingNorms.clear();
+  pendingRopes.clear();
   bufferBytes.clear();
   bufferFirst.clear();
   bufferLast.clear();
@@ -500,6 +517,11 @@ llvm::Error Planner::planEntry(func::FuncOp func, int64_t entryMaxTokens) {
         cache.kind != PlannedBinding::ValueCache)
       return llvm::createStringError("entry point @" + func.getName() +
                                      ": returned cache is not a cache");
+  }
+
+  if (singleTokenCpu()) {
+    mergeTinyDispatches();
+    recomputeLiveness();
   }
 
   // Arena offsets: first fit over buffers sorted by first use; a buffer's
@@ -604,6 +626,7 @@ llvm::Error Planner::planOp(Operation *op) {
     VirtualBinding x = input(norm.getInput()), wt = w(norm.getWeight());
     dispatch(k, {x, wt, output(norm.getResult())},
              perToken(norm.getInput()) / hidden, 0, op);
+    markTiny();
     return llvm::Error::success();
   }
   if (auto norm = dyn_cast<moe::AddRmsNormOp>(op)) {
@@ -751,10 +774,12 @@ llvm::Error Planner::planOp(Operation *op) {
       double share = static_cast<double>(slots) /
                      static_cast<double>(gateUpType.getDimSize(0));
       VirtualBinding h = temporary(static_cast<uint64_t>(slots) * inter * 4);
-      bindings.append({routing, indices, w(fused.getGateUpWeight()), h});
-      // The router rows are read whole, the experts' only in part.
+      bindings.append({routing, indices});
+      // The norm and router weights are read whole, the experts' in part.
+      unsigned experts = bindings.size();
+      bindings.append({w(fused.getGateUpWeight()), h});
       dispatch(kernels.routedGateUp(spec, norm, weightElt(), hidden, inter),
-               bindings, 0, slots * inter / 2, op, share);
+               bindings, 0, slots * inter / 2, op, share, experts);
       dispatch(kernels.routedDown(weightElt(), hidden, inter, slots),
                {h, routing, indices, w(fused.getDownWeight()),
                 output(fused.getResult())},
@@ -785,7 +810,15 @@ llvm::Error Planner::planOp(Operation *op) {
         type.getDimSize(1), type.getDimSize(2), rope.getInterleaved(), invFreq,
         attentionFactor, rope.getRotaryOffset() ? *rope.getRotaryOffset() : 0);
     VirtualBinding x = input(rope.getInput());
-    dispatch(k, {x, output(rope.getResult())}, type.getDimSize(1), 0, op);
+    Value result = rope.getResult();
+    if (singleTokenCpu() && result.hasOneUse())
+      if (auto mla = dyn_cast<moe::MlaAttentionOp>(*result.getUsers().begin()))
+        if (mla.getQuery() == result) {
+          pendingRopes[result] = {k, x};
+          return llvm::Error::success();
+        }
+    dispatch(k, {x, output(result)}, type.getDimSize(1), 0, op);
+    markTiny();
     return llvm::Error::success();
   }
   if (auto attn = dyn_cast<moe::AttentionOp>(op)) {
@@ -800,6 +833,7 @@ llvm::Error Planner::planOp(Operation *op) {
     dispatch(kernels.kvWrite(kvHeads, keyDim, valueDim),
              {input(attn.getKey()), input(attn.getValue()), kc, vc}, kvHeads, 0,
              op);
+    markTiny();
     dispatch(kernels.attention(heads, kvHeads, keyDim, valueDim,
                                attn.getScale().convertToDouble()),
              {input(attn.getQuery()), kc, vc, output(attn.getResult())}, heads,
@@ -824,12 +858,24 @@ llvm::Error Planner::planOp(Operation *op) {
     dispatch(kernels.kvWrite(1, rank, rope),
              {input(mla.getLatent()), input(mla.getKeyRope()), lc, rc}, 1, 0,
              op);
-    dispatch(kernels.mlaAttention(weightElt(), heads, nope, rope,
-                                  result.getDimSize(2), rank,
-                                  mla.getScale().convertToDouble()),
-             {input(mla.getQuery()), w(mla.getKvBWeight()), lc, rc,
-              output(mla.getResult())},
-             heads, 0, op);
+    markTiny();
+    unsigned attention = kernels.mlaAttention(weightElt(), heads, nope, rope,
+                                              result.getDimSize(2), rank,
+                                              mla.getScale().convertToDouble());
+    if (auto pending = pendingRopes.find(mla.getQuery());
+        pending != pendingRopes.end()) {
+      // Item (t, h) ropes the query of head h, then attends with it.
+      VirtualBinding query = output(mla.getQuery());
+      dispatch(kernels.itemwise(pending->second.kernel, attention),
+               {pending->second.input, query, query, w(mla.getKvBWeight()), lc,
+                rc, output(mla.getResult())},
+               heads, 0, op);
+    } else {
+      dispatch(attention,
+               {input(mla.getQuery()), w(mla.getKvBWeight()), lc, rc,
+                output(mla.getResult())},
+               heads, 0, op);
+    }
     bound[mla.getNewLatentCache()] = lc;
     bound[mla.getNewRopeCache()] = rc;
     return llvm::Error::success();
@@ -861,6 +907,7 @@ llvm::Error Planner::planOp(Operation *op) {
                                       slice.getStaticSizes()[last]);
     dispatch(k, {in, output(slice.getResult())},
              perToken(slice.getSource()) / inRow, 0, op);
+    markTiny();
     return llvm::Error::success();
   }
   if (auto concat = dyn_cast<tensor::ConcatOp>(op)) {
@@ -876,6 +923,7 @@ llvm::Error Planner::planOp(Operation *op) {
     dispatch(kernels.concatColumns(aRow, bRow),
              {a, b, output(concat.getResult())},
              perToken(concat.getResult()) / (aRow + bRow), 0, op);
+    markTiny();
     return llvm::Error::success();
   }
   if (auto broadcast = dyn_cast<linalg::BroadcastOp>(op)) {
@@ -885,6 +933,7 @@ llvm::Error Planner::planOp(Operation *op) {
     VirtualBinding in = input(broadcast.getInput());
     dispatch(kernels.broadcastRows(out.getDimSize(1), out.getDimSize(2)),
              {in, output(broadcast->getResult(0))}, out.getDimSize(1), 0, op);
+    markTiny();
     return llvm::Error::success();
   }
   return fail(op, "no CPU kernel for this op");
@@ -910,6 +959,96 @@ bool Planner::takesNormPrologue(Value normalized) {
   if (auto fused = dyn_cast<moe::FusedMoeOp>(user))
     return fused.getInput() == normalized && fusedMoeDecode(fused);
   return false;
+}
+
+// One token on the CPU: consecutive tiny dispatches run as one sequence,
+// and a sequence that reads nothing the dispatch before it writes runs as
+// that dispatch's side job (on the thread that holds its first item).
+void Planner::mergeTinyDispatches() {
+  using Part = KernelLibrary::Part;
+  std::vector<VirtualDispatch> chained;
+  std::vector<llvm::SmallVector<Part, 4>> parts;
+  for (VirtualDispatch &d : dispatches) {
+    Part part{d.kernel, d.workPerToken, d.workFixed};
+    if (d.tiny && !chained.empty() && chained.back().tiny) {
+      VirtualDispatch &run = chained.back();
+      run.bindings.append(d.bindings.begin(), d.bindings.end());
+      run.what += " + " + d.what;
+      run.weightBytesRead += d.weightBytesRead;
+      parts.back().push_back(part);
+      continue;
+    }
+    chained.push_back(std::move(d));
+    parts.push_back({part});
+  }
+  for (auto [d, run] : llvm::zip(chained, parts))
+    if (run.size() > 1) {
+      d.kernel = kernels.sequence(run);
+      d.workPerToken = 0;
+      d.workFixed = 1;
+    }
+
+  // What each dispatch writes: the arena buffers it is the first to use
+  // (every output is a fresh buffer) and, conservatively, the KV caches it
+  // binds.
+  std::vector<unsigned> firstUse(bufferBytes.size(), ~0u);
+  for (auto [index, d] : llvm::enumerate(chained))
+    for (const VirtualBinding &b : d.bindings)
+      if (b.kind == PlannedBinding::Arena)
+        firstUse[b.index] =
+            std::min<unsigned>(firstUse[b.index], static_cast<unsigned>(index));
+  auto isCache = [](const VirtualBinding &b) {
+    return b.kind == PlannedBinding::KeyCache ||
+           b.kind == PlannedBinding::ValueCache;
+  };
+  auto independent = [&](unsigned main, const VirtualDispatch &side) {
+    for (const VirtualBinding &b : side.bindings) {
+      if (b.kind == PlannedBinding::Arena && firstUse[b.index] == main)
+        return false;
+      if (isCache(b))
+        for (const VirtualBinding &m : chained[main].bindings)
+          if (m.kind == b.kind && m.index == b.index)
+            return false;
+      if (b.kind == PlannedBinding::Logits)
+        return false;
+    }
+    return true;
+  };
+
+  std::vector<VirtualDispatch> merged;
+  for (auto [index, d] : llvm::enumerate(chained)) {
+    bool attach = d.tiny && index > 0 && !chained[index - 1].tiny &&
+                  !merged.back().tiny &&
+                  merged.back().workPerToken + merged.back().workFixed > 1 &&
+                  independent(index - 1, d);
+    if (!attach) {
+      merged.push_back(std::move(d));
+      continue;
+    }
+    VirtualDispatch &main = merged.back();
+    main.kernel = kernels.withSideJob(main.kernel, parts[index]);
+    main.bindings.append(d.bindings.begin(), d.bindings.end());
+    main.what += " + " + d.what;
+    main.weightBytesRead += d.weightBytesRead;
+    main.tiny = true; // one side job per dispatch
+  }
+  dispatches = std::move(merged);
+}
+
+void Planner::recomputeLiveness() {
+  std::fill(bufferFirst.begin(), bufferFirst.end(), ~0u);
+  std::fill(bufferLast.begin(), bufferLast.end(), 0u);
+  for (auto [index, d] : llvm::enumerate(dispatches))
+    for (const VirtualBinding &b : d.bindings)
+      if (b.kind == PlannedBinding::Arena) {
+        bufferFirst[b.index] = std::min<unsigned>(bufferFirst[b.index],
+                                                  static_cast<unsigned>(index));
+        bufferLast[b.index] = std::max<unsigned>(bufferLast[b.index],
+                                                 static_cast<unsigned>(index));
+      }
+  for (unsigned &first : bufferFirst)
+    if (first == ~0u)
+      first = 0;
 }
 
 void Planner::planExperts(Operation *op, VirtualBinding x,
