@@ -1925,26 +1925,53 @@ normBindings(const KernelLibrary::NormPrologue &norm) {
 unsigned KernelLibrary::normLinear(const NormPrologue &norm, Elt weight,
                                    int64_t out, bool bias) {
   unsigned first = norm.bindings();
-  std::string biasAdd =
-      bias ? subst(R"(      %bv = memref.load %b$BB[%item] : memref<?xf32>
-      %yb = arith.addf %d, %bv : f32
+  // Rows four at a time (four weight streams in flight, x loaded once),
+  // then one at a time.
+  auto store = [&](const std::string &row, const std::string &value) {
+    std::string text =
+        bias ? subst(R"(      %bv$V = memref.load %b$BB[$ROW] : memref<?xf32>
+      %yb$V = arith.addf $VAL, %bv$V : f32
 )",
-                   {{"BB", num(first + 1)}})
-           : "      %yb = arith.addf %d, %f0 : f32\n";
+                     {{"BB", num(first + 1)}, {"ROW", row}, {"VAL", value}})
+             : subst("      %yb$V = arith.addf $VAL, %f0 : f32\n",
+                     {{"VAL", value}});
+    return text +
+           subst("      memref.store %yb$V, %b$BY[$ROW] : memref<?xf32>\n",
+                 {{"ROW", row}});
+  };
+  std::string four;
+  for (int r = 0; r < 4; ++r)
+    four += subst(store("%r" + num(r), "%z#" + num(r)), {{"V", num(r)}});
   std::string body =
-      normPrologue(norm) + subst(R"(    %IN = arith.constant $IN : index
-    scf.for %item = %begin to %end step %c1 {
+      normPrologue(norm) + R"(    %IN = arith.constant $IN : index
+    %lc4 = arith.constant 4 : index
+    %lspan = arith.subi %end, %begin : index
+    %lblocks = arith.divui %lspan, %lc4 : index
+    %lrows = arith.muli %lblocks, %lc4 : index
+    %lmid = arith.addi %begin, %lrows : index
+    scf.for %r0 = %begin to %lmid step %lc4 {
+      %r1 = arith.addi %r0, %c1 : index
+      %r2 = arith.addi %r1, %c1 : index
+      %r3 = arith.addi %r2, %c1 : index
+      %w0 = arith.muli %r0, %IN : index
+      %w1 = arith.addi %w0, %IN : index
+      %w2 = arith.addi %w1, %IN : index
+      %w3 = arith.addi %w2, %IN : index
+      %z:4 = func.call $TILE(%nx, %c0, %b$BW, %w0, %b$BW, %w1, %b$BW, %w2, %b$BW, %w3) : (memref<?xf32>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
+$FOUR    }
+    scf.for %item = %lmid to %end step %c1 {
       %wo = arith.muli %item, %IN : index
       %d = func.call $DOT(%nx, %c0, %b$BW, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
-$BIASADD      memref.store %yb, %b$BY[%item] : memref<?xf32>
-    }
-)",
-                                 {{"BIASADD", biasAdd},
-                                  {"IN", num(norm.hidden)},
-                                  {"BW", num(first)},
-                                  {"BY", num(first + 1 + bias)},
-                                  {"DOT", dot(weight, norm.hidden)},
-                                  {"W", eltName(weight)}});
+$ONE    }
+)";
+  body = subst(body, {{"FOUR", four},
+                      {"ONE", subst(store("%item", "%d"), {{"V", "1x"}})},
+                      {"IN", num(norm.hidden)},
+                      {"BW", num(first)},
+                      {"BY", num(first + 1 + bias)},
+                      {"TILE", dotTile(weight, norm.hidden, 4, 1)},
+                      {"DOT", dot(weight, norm.hidden)},
+                      {"W", eltName(weight)}});
   llvm::SmallVector<Elt, 8> bindings = normBindings(norm);
   bindings.push_back(weight);
   if (bias)
