@@ -1980,6 +1980,37 @@ $ONE    }
   return add(body, bindings, body);
 }
 
+unsigned KernelLibrary::normGateUp(const NormPrologue &norm, Elt weight,
+                                   int64_t inter) {
+  unsigned first = norm.bindings();
+  std::string body =
+      normPrologue(norm) + subst(R"(    %GH = arith.constant $H : index
+    %gc2 = arith.constant 2 : index
+    scf.for %item = %begin to %end step %c1 {
+      %i0 = arith.muli %item, %gc2 : index
+      %i1 = arith.addi %i0, %c1 : index
+      %w0 = arith.muli %i0, %GH : index
+      %w1 = arith.addi %w0, %GH : index
+      %z:4 = func.call $TILE(%nx, %c0, %b$BG, %w0, %b$BG, %w1, %b$BU, %w0, %b$BU, %w1) : (memref<?xf32>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
+      %a0 = func.call @silu(%z#0) : (f32) -> f32
+      %h0 = arith.mulf %a0, %z#2 : f32
+      %a1 = func.call @silu(%z#1) : (f32) -> f32
+      %h1 = arith.mulf %a1, %z#3 : f32
+      memref.store %h0, %b$BH[%i0] : memref<?xf32>
+      memref.store %h1, %b$BH[%i1] : memref<?xf32>
+    }
+)",
+                                 {{"H", num(norm.hidden)},
+                                  {"BG", num(first)},
+                                  {"BU", num(first + 1)},
+                                  {"BH", num(first + 2)},
+                                  {"TILE", dotTile(weight, norm.hidden, 4, 1)},
+                                  {"W", eltName(weight)}});
+  llvm::SmallVector<Elt, 8> bindings = normBindings(norm);
+  bindings.append({weight, weight, Elt::F32});
+  return add(body, bindings, body);
+}
+
 unsigned KernelLibrary::routedGateUp(const RouterSpec &spec,
                                      const NormPrologue &norm, Elt weight,
                                      int64_t hidden, int64_t inter) {

@@ -100,6 +100,9 @@ public:
   /// [bias,] y. Work: `out` rows.
   unsigned normLinear(const NormPrologue &norm, Elt weight, int64_t out,
                       bool bias);
+  /// One token: h = silu(rms_norm(x) G^T) * (rms_norm(x) U^T) (moe.mlp's
+  /// first half). Bindings: the norm's, G, U, h. Work: I / 2 row pairs.
+  unsigned normGateUp(const NormPrologue &norm, Elt weight, int64_t inter);
   /// Single-token moe.fused_moe (decode), in two dispatches. routedGateUp:
   /// bindings (the norm's or x, router weight, [bias,] weights out, indices
   /// out, gate_up, h); KS * I / 2 items (slot, row pair), every range

@@ -702,11 +702,20 @@ llvm::Error Planner::planOp(Operation *op) {
   if (auto mlp = dyn_cast<moe::MlpOp>(op)) {
     auto gateType = tensorType(mlp.getGateWeight());
     int64_t inter = gateType.getDimSize(0), hidden = gateType.getDimSize(1);
-    VirtualBinding x = input(mlp.getInput());
     VirtualBinding h = temporary(static_cast<uint64_t>(maxTokens) * inter * 4);
-    dispatch(kernels.gateUp(weightElt(), hidden, inter),
-             {x, w(mlp.getGateWeight()), w(mlp.getUpWeight()), h}, 0, inter,
-             op);
+    if (auto pending = pendingNorms.find(mlp.getInput());
+        pending != pendingNorms.end()) {
+      llvm::SmallVector<VirtualBinding, 8> bindings(
+          pending->second.bindings.begin(), pending->second.bindings.end());
+      bindings.append({w(mlp.getGateWeight()), w(mlp.getUpWeight()), h});
+      dispatch(kernels.normGateUp(pending->second.prologue, weightElt(), inter),
+               bindings, 0, inter / 2, op);
+    } else {
+      VirtualBinding x = input(mlp.getInput());
+      dispatch(kernels.gateUp(weightElt(), hidden, inter),
+               {x, w(mlp.getGateWeight()), w(mlp.getUpWeight()), h}, 0, inter,
+               op);
+    }
     dispatch(kernels.linear(weightElt(), inter, hidden, false),
              {h, w(mlp.getDownWeight()), output(mlp.getResult())}, 0, hidden,
              op);
@@ -958,6 +967,9 @@ bool Planner::takesNormPrologue(Value normalized) {
     return linear.getInput() == normalized;
   if (auto fused = dyn_cast<moe::FusedMoeOp>(user))
     return fused.getInput() == normalized && fusedMoeDecode(fused);
+  if (auto mlp = dyn_cast<moe::MlpOp>(user))
+    return mlp.getInput() == normalized &&
+           tensorType(mlp.getGateWeight()).getDimSize(0) % 2 == 0;
   return false;
 }
 
