@@ -86,6 +86,10 @@ struct PlannedDispatch {
   unsigned kernel = 0;
   llvm::SmallVector<PlannedBinding, 8> bindings;
   int64_t workPerToken = 0, workFixed = 0;
+  /// Range boundaries are multiples of this many items (0: any): kernels
+  /// whose per-item arithmetic depends on where a range starts (row tiles)
+  /// then give the same bits for every thread count.
+  int64_t grain = 0;
   std::string what; // the op it came from, for inspect/debugging
   /// Weight bytes one call reads (routed experts: only the selected ones'
   /// share, top_k / experts of the stacks).

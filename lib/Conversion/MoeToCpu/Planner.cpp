@@ -181,6 +181,7 @@ struct VirtualDispatch {
   // A few items of little work (a decode token's norms, ropes, cache
   // writes): may run on one thread inside a neighbouring dispatch.
   bool tiny = false;
+  int64_t grain = 0;
 };
 
 class Planner {
@@ -567,6 +568,7 @@ llvm::Error Planner::planEntry(func::FuncOp func, int64_t entryMaxTokens) {
     planned.kernel = d.kernel;
     planned.workPerToken = d.workPerToken;
     planned.workFixed = d.workFixed;
+    planned.grain = d.grain;
     planned.what = d.what;
     planned.weightBytesRead = d.weightBytesRead;
     for (const VirtualBinding &b : d.bindings) {
@@ -684,6 +686,8 @@ llvm::Error Planner::planOp(Operation *op) {
       dispatch(kernels.normLinear(pending->second.prologue, weightElt(), out,
                                   static_cast<bool>(linear.getBias())),
                bindings, 0, out, op);
+      // Rows go through the four-row tile wherever the ranges start.
+      dispatches.back().grain = 4;
       return llvm::Error::success();
     }
     unsigned k =

@@ -192,6 +192,7 @@ llvm::Error writeArtifact(const CpuProgram &program, const ModelConfig &config,
       dispatch.kernel = d.kernel;
       dispatch.workPerToken = d.workPerToken;
       dispatch.workFixed = d.workFixed;
+      dispatch.grain = d.grain;
       for (const PlannedBinding &b : d.bindings)
         dispatch.bindings.push_back(toArtifact(b));
       entry.dispatches.push_back(std::move(dispatch));
