@@ -2423,6 +2423,133 @@ unsigned KernelLibrary::attention(int64_t heads, int64_t kvHeads,
 // Work: T * heads items (t, h). DeepSeek's absorbed MLA (see
 // moe.mla_attention): q_lat = W_UK[h]^T q_nope, online softmax over
 // q_lat . latent_j + q_rope . rope_j, then W_UV[h] times the weighted latent.
+// Work: T items, one per token t with all its heads h. The latent and rope
+// cache rows stream once per token and feed every head from L1: the
+// absorbed form is a multi-query attention (one shared 576-wide key), so
+// the per-(token, head) form re-reads the whole cache once per head.
+// Per head the arithmetic is exactly mlaAttention's.
+unsigned KernelLibrary::mlaAttentionByToken(Elt weight, int64_t heads,
+                                            int64_t nope, int64_t rope,
+                                            int64_t valueDim, int64_t rank,
+                                            double scale) {
+  std::vector<std::pair<std::string, std::string>> values = {
+      {"H", num(heads)},
+      {"DN", num(nope)},
+      {"DR", num(rope)},
+      {"DQ", num(nope + rope)},
+      {"DV", num(valueDim)},
+      {"R", num(rank)},
+      {"HR", num(heads * rank)},
+      {"ROW", num(nope + valueDim)},
+      {"SCALE", f32Literal(scale)},
+      {"W", eltName(weight)},
+      {"DOTR", dot(Elt::F32, rank)},
+      {"DOTP", dot(Elt::F32, rope)},
+      {"DOTW", dot(weight, rank)}};
+  std::string body = subst(R"(    %H = arith.constant $H : index
+    %DN = arith.constant $DN : index
+    %DR = arith.constant $DR : index
+    %DQ = arith.constant $DQ : index
+    %DV = arith.constant $DV : index
+    %R = arith.constant $R : index
+    %HR = arith.constant $HR : index
+    %ROW = arith.constant $ROW : index
+    %scale = arith.constant $SCALE : f32
+    %lowest = arith.constant 0xFF7FFFFF : f32
+    %zero8 = arith.constant dense<0.0> : vector<8xf32>
+    %qlata = memref.alloca() : memref<$HRxf32>
+    %acca = memref.alloca() : memref<$HRxf32>
+    %ma = memref.alloca() : memref<$Hxf32>
+    %la = memref.alloca() : memref<$Hxf32>
+    %qlat = memref.cast %qlata : memref<$HRxf32> to memref<?xf32>
+    %acc = memref.cast %acca : memref<$HRxf32> to memref<?xf32>
+    scf.for %t = %begin to %end step %c1 {
+      // q_lat[h] = W_UK[h]^T q_nope[t, h], accumulators cleared.
+      scf.for %c = %c0 to %HR step %c8 {
+        vector.store %zero8, %qlat[%c] : memref<?xf32>, vector<8xf32>
+        vector.store %zero8, %acc[%c] : memref<?xf32>, vector<8xf32>
+      }
+      scf.for %h = %c0 to %H step %c1 {
+        memref.store %lowest, %ma[%h] : memref<$Hxf32>
+        memref.store %f0, %la[%h] : memref<$Hxf32>
+        %th = arith.muli %t, %H : index
+        %item = arith.addi %th, %h : index
+        %qo = arith.muli %item, %DQ : index
+        %hrow = arith.muli %h, %ROW : index
+        %hr = arith.muli %h, %R : index
+        scf.for %d = %c0 to %DN step %c1 {
+          %qi = arith.addi %qo, %d : index
+          %qd = memref.load %b0[%qi] : memref<?xf32>
+          %qv = vector.broadcast %qd : f32 to vector<8xf32>
+          %wr = arith.addi %hrow, %d : index
+          %wo = arith.muli %wr, %R : index
+          scf.for %c = %c0 to %R step %c8 {
+            %wi = arith.addi %wo, %c : index
+            %w = func.call @ld8_$W(%b1, %wi) : (memref<?x$W>, index) -> vector<8xf32>
+            %ai = arith.addi %hr, %c : index
+            %a = vector.load %qlat[%ai] : memref<?xf32>, vector<8xf32>
+            %r = vector.fma %qv, %w, %a : vector<8xf32>
+            vector.store %r, %qlat[%ai] : memref<?xf32>, vector<8xf32>
+          }
+        }
+      }
+      %p = arith.addi %pos, %t : index
+      %n = arith.addi %p, %c1 : index
+      scf.for %j = %c0 to %n step %c1 {
+        %lo = arith.muli %j, %R : index
+        %ro = arith.muli %j, %DR : index
+        scf.for %h = %c0 to %H step %c1 {
+          %th = arith.muli %t, %H : index
+          %item = arith.addi %th, %h : index
+          %qro0 = arith.muli %item, %DQ : index
+          %qro = arith.addi %qro0, %DN : index
+          %hr = arith.muli %h, %R : index
+          %dl = func.call $DOTR(%qlat, %hr, %b2, %lo) : (memref<?xf32>, index, memref<?xf32>, index) -> f32
+          %dp = func.call $DOTP(%b0, %qro, %b3, %ro) : (memref<?xf32>, index, memref<?xf32>, index) -> f32
+          %d = arith.addf %dl, %dp : f32
+          %s = arith.mulf %d, %scale : f32
+          %m = memref.load %ma[%h] : memref<$Hxf32>
+          %l = memref.load %la[%h] : memref<$Hxf32>
+          %m2, %l2, %corr, %pr = func.call @online_softmax(%m, %l, %s) : (f32, f32, f32) -> (f32, f32, f32, f32)
+          memref.store %m2, %ma[%h] : memref<$Hxf32>
+          memref.store %l2, %la[%h] : memref<$Hxf32>
+          %corrv = vector.broadcast %corr : f32 to vector<8xf32>
+          %prv = vector.broadcast %pr : f32 to vector<8xf32>
+          scf.for %c = %c0 to %R step %c8 {
+            %ai = arith.addi %hr, %c : index
+            %a = vector.load %acc[%ai] : memref<?xf32>, vector<8xf32>
+            %li = arith.addi %lo, %c : index
+            %v = vector.load %b2[%li] : memref<?xf32>, vector<8xf32>
+            %ac = arith.mulf %a, %corrv : vector<8xf32>
+            %na = vector.fma %prv, %v, %ac : vector<8xf32>
+            vector.store %na, %acc[%ai] : memref<?xf32>, vector<8xf32>
+          }
+        }
+      }
+      // out[t, h] = W_UV[h] acc[h] / l[h]
+      scf.for %h = %c0 to %H step %c1 {
+        %th = arith.muli %t, %H : index
+        %item = arith.addi %th, %h : index
+        %oo = arith.muli %item, %DV : index
+        %hrow = arith.muli %h, %ROW : index
+        %vrow = arith.addi %hrow, %DN : index
+        %hr = arith.muli %h, %R : index
+        %l = memref.load %la[%h] : memref<$Hxf32>
+        scf.for %d = %c0 to %DV step %c1 {
+          %wr = arith.addi %vrow, %d : index
+          %wo = arith.muli %wr, %R : index
+          %o = func.call $DOTW(%acc, %hr, %b1, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+          %on = arith.divf %o, %l : f32
+          %oi = arith.addi %oo, %d : index
+          memref.store %on, %b4[%oi] : memref<?xf32>
+        }
+      }
+    }
+)",
+                           values);
+  return add(body, {Elt::F32, weight, Elt::F32, Elt::F32, Elt::F32}, body);
+}
+
 unsigned KernelLibrary::mlaAttention(Elt weight, int64_t heads, int64_t nope,
                                      int64_t rope, int64_t valueDim,
                                      int64_t rank, double scale) {

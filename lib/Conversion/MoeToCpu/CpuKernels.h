@@ -122,6 +122,12 @@ public:
   /// (query, kv_b weight, latent cache, rope cache, result).
   unsigned mlaAttention(Elt weight, int64_t heads, int64_t nope, int64_t rope,
                         int64_t valueDim, int64_t rank, double scale);
+  /// The same for many tokens on the CPU: one item per token with all its
+  /// heads, so each latent/rope cache row is read once per token (not once
+  /// per head). Needs rank % 8 == 0.
+  unsigned mlaAttentionByToken(Elt weight, int64_t heads, int64_t nope,
+                               int64_t rope, int64_t valueDim, int64_t rank,
+                               double scale);
   unsigned attention(int64_t heads, int64_t kvHeads, int64_t keyDim,
                      int64_t valueDim, double scale);
   /// out[r, :] = in[r, offset : offset + size] for rows of `inRow` values.

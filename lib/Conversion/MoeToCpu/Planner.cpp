@@ -875,6 +875,19 @@ llvm::Error Planner::planOp(Operation *op) {
     unsigned attention = kernels.mlaAttention(weightElt(), heads, nope, rope,
                                               result.getDimSize(2), rank,
                                               mla.getScale().convertToDouble());
+    if (options.cudaChip.empty() && maxTokens > 1 && rank % 8 == 0) {
+      // Many tokens: one item per token, the cache rows read once for all
+      // its heads.
+      dispatch(kernels.mlaAttentionByToken(weightElt(), heads, nope, rope,
+                                           result.getDimSize(2), rank,
+                                           mla.getScale().convertToDouble()),
+               {input(mla.getQuery()), w(mla.getKvBWeight()), lc, rc,
+                output(mla.getResult())},
+               1, 0, op);
+      bound[mla.getNewLatentCache()] = lc;
+      bound[mla.getNewRopeCache()] = rc;
+      return llvm::Error::success();
+    }
     if (auto pending = pendingRopes.find(mla.getQuery());
         pending != pendingRopes.end()) {
       // Item (t, h) ropes the query of head h, then attends with it.
