@@ -2423,6 +2423,116 @@ unsigned KernelLibrary::attention(int64_t heads, int64_t kvHeads,
 // Work: T * heads items (t, h). DeepSeek's absorbed MLA (see
 // moe.mla_attention): q_lat = W_UK[h]^T q_nope, online softmax over
 // q_lat . latent_j + q_rope . rope_j, then W_UV[h] times the weighted latent.
+// The position loop of mlaAttentionByToken for four heads at a time and
+// four positions at a time (heads % 4 == 0): the 16 scores of a block come
+// out of one register tile (four q_lat rows x four latent rows, and the
+// same for the rope parts), one online-softmax step covers four positions,
+// and each latent vector loaded updates four heads' accumulators. Leaves
+// %tailFrom, where the one-position loop takes over.
+std::string KernelLibrary::mlaTiledPositions(int64_t heads, int64_t rank,
+                                             int64_t rope) {
+  std::string tileR = dotTile(Elt::F32, rank, 4);
+  std::string tileP = dotTile(Elt::F32, rope, 4);
+  std::string text = R"(      %xc4 = arith.constant 4 : index
+      %xn4 = arith.divui %n, %xc4 : index
+      %tailFrom = arith.muli %xn4, %xc4 : index
+      scf.for %xjb = %c0 to %tailFrom step %xc4 {
+)";
+  for (int j = 0; j < 4; ++j)
+    text += subst(R"(        %xj$J = arith.addi %xjb, %xk$J : index
+        %xlo$J = arith.muli %xj$J, %R : index
+        %xro$J = arith.muli %xj$J, %DR : index
+)",
+                  {{"J", num(j)}});
+  // The constants 0..3 for the position offsets.
+  text = R"(      %xk0 = arith.constant 0 : index
+      %xk1 = arith.constant 1 : index
+      %xk2 = arith.constant 2 : index
+      %xk3 = arith.constant 3 : index
+)" + text;
+  text += R"(        scf.for %xhb = %c0 to %H step %xc4 {
+          %xth = arith.muli %t, %H : index
+)";
+  for (int i = 0; i < 4; ++i)
+    text += subst(R"(          %xh$I = arith.addi %xhb, %xk$I : index
+          %xq$I = arith.muli %xh$I, %R : index
+          %xit$I = arith.addi %xth, %xh$I : index
+          %xqd$I = arith.muli %xit$I, %DQ : index
+          %xqr$I = arith.addi %xqd$I, %DN : index
+)",
+                  {{"I", num(i)}});
+  text += subst(
+      R"(          %xs:16 = func.call $TR(%qlat, %xq0, %xq1, %xq2, %xq3, %b2, %xlo0, %b2, %xlo1, %b2, %xlo2, %b2, %xlo3) : (memref<?xf32>, index, index, index, index, memref<?xf32>, index, memref<?xf32>, index, memref<?xf32>, index, memref<?xf32>, index) -> ($F16)
+          %xr:16 = func.call $TP(%b0, %xqr0, %xqr1, %xqr2, %xqr3, %b3, %xro0, %b3, %xro1, %b3, %xro2, %b3, %xro3) : (memref<?xf32>, index, index, index, index, memref<?xf32>, index, memref<?xf32>, index, memref<?xf32>, index, memref<?xf32>, index) -> ($F16)
+)",
+      {{"TR", tileR},
+       {"TP", tileP},
+       {"F16", "f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, "
+               "f32, f32, f32, f32"}});
+  // Per head i: scores of positions j (result j * 4 + i), one softmax step.
+  for (int i = 0; i < 4; ++i) {
+    for (int j = 0; j < 4; ++j)
+      text += subst(R"(          %xd$I$J = arith.addf %xs#$A, %xr#$A : f32
+          %xsc$I$J = arith.mulf %xd$I$J, %scale : f32
+)",
+                    {{"I", num(i)}, {"J", num(j)}, {"A", num(j * 4 + i)}});
+    text += subst(R"(          %xm$I = memref.load %ma[%xh$I] : memref<$Hxf32>
+          %xl$I = memref.load %la[%xh$I] : memref<$Hxf32>
+          %xmx$I0 = arith.maximumf %xsc$I0, %xsc$I1 : f32
+          %xmx$I1 = arith.maximumf %xsc$I2, %xsc$I3 : f32
+          %xmx$I2 = arith.maximumf %xmx$I0, %xmx$I1 : f32
+          %xmn$I = arith.maximumf %xm$I, %xmx$I2 : f32
+          %xdm$I = arith.subf %xm$I, %xmn$I : f32
+          %xcorr$I = math.exp %xdm$I : f32
+          %xe$I0 = arith.subf %xsc$I0, %xmn$I : f32
+          %xp$I0 = math.exp %xe$I0 : f32
+          %xe$I1 = arith.subf %xsc$I1, %xmn$I : f32
+          %xp$I1 = math.exp %xe$I1 : f32
+          %xe$I2 = arith.subf %xsc$I2, %xmn$I : f32
+          %xp$I2 = math.exp %xe$I2 : f32
+          %xe$I3 = arith.subf %xsc$I3, %xmn$I : f32
+          %xp$I3 = math.exp %xe$I3 : f32
+          %xlc$I = arith.mulf %xl$I, %xcorr$I : f32
+          %xl$Ia = arith.addf %xlc$I, %xp$I0 : f32
+          %xl$Ib = arith.addf %xl$Ia, %xp$I1 : f32
+          %xl$Ic = arith.addf %xl$Ib, %xp$I2 : f32
+          %xl$Id = arith.addf %xl$Ic, %xp$I3 : f32
+          memref.store %xmn$I, %ma[%xh$I] : memref<$Hxf32>
+          memref.store %xl$Id, %la[%xh$I] : memref<$Hxf32>
+          %xcv$I = vector.broadcast %xcorr$I : f32 to vector<8xf32>
+          %xpv$I0 = vector.broadcast %xp$I0 : f32 to vector<8xf32>
+          %xpv$I1 = vector.broadcast %xp$I1 : f32 to vector<8xf32>
+          %xpv$I2 = vector.broadcast %xp$I2 : f32 to vector<8xf32>
+          %xpv$I3 = vector.broadcast %xp$I3 : f32 to vector<8xf32>
+)",
+                  {{"I", num(i)}});
+  }
+  // acc[h] = acc[h] * corr + sum_j p_j latent_j, eight columns at a time.
+  text += R"(          scf.for %xc = %c0 to %R step %c8 {
+)";
+  for (int j = 0; j < 4; ++j)
+    text += subst(R"(            %xvi$J = arith.addi %xlo$J, %xc : index
+            %xv$J = vector.load %b2[%xvi$J] : memref<?xf32>, vector<8xf32>
+)",
+                  {{"J", num(j)}});
+  for (int i = 0; i < 4; ++i)
+    text += subst(R"(            %xai$I = arith.addi %xq$I, %xc : index
+            %xa$I = vector.load %acc[%xai$I] : memref<?xf32>, vector<8xf32>
+            %xac$I = arith.mulf %xa$I, %xcv$I : vector<8xf32>
+            %xn$I0 = vector.fma %xpv$I0, %xv0, %xac$I : vector<8xf32>
+            %xn$I1 = vector.fma %xpv$I1, %xv1, %xn$I0 : vector<8xf32>
+            %xn$I2 = vector.fma %xpv$I2, %xv2, %xn$I1 : vector<8xf32>
+            %xn$I3 = vector.fma %xpv$I3, %xv3, %xn$I2 : vector<8xf32>
+            vector.store %xn$I3, %acc[%xai$I] : memref<?xf32>, vector<8xf32>
+)",
+                  {{"I", num(i)}});
+  text += R"(          }
+        }
+      }
+)";
+  return text;
+}
+
 // Work: T items, one per token t with all its heads h. The latent and rope
 // cache rows stream once per token and feed every head from L1: the
 // absorbed form is a multi-query attention (one shared 576-wide key), so
@@ -2445,7 +2555,10 @@ unsigned KernelLibrary::mlaAttentionByToken(Elt weight, int64_t heads,
       {"W", eltName(weight)},
       {"DOTR", dot(Elt::F32, rank)},
       {"DOTP", dot(Elt::F32, rope)},
-      {"DOTW", dot(weight, rank)}};
+      {"DOTW", dot(weight, rank)},
+      {"TILED", heads % 4 == 0
+                    ? mlaTiledPositions(heads, rank, rope)
+                    : "      %tailFrom = arith.addi %c0, %c0 : index\n"}};
   std::string body = subst(R"(    %H = arith.constant $H : index
     %DN = arith.constant $DN : index
     %DR = arith.constant $DR : index
@@ -2495,7 +2608,7 @@ unsigned KernelLibrary::mlaAttentionByToken(Elt weight, int64_t heads,
       }
       %p = arith.addi %pos, %t : index
       %n = arith.addi %p, %c1 : index
-      scf.for %j = %c0 to %n step %c1 {
+$TILED      scf.for %j = %tailFrom to %n step %c1 {
         %lo = arith.muli %j, %R : index
         %ro = arith.muli %j, %DR : index
         scf.for %h = %c0 to %H step %c1 {

@@ -172,6 +172,7 @@ private:
   struct Kernel;
   std::string bodyFunction(const Kernel &kernel) const;
   std::string warpKernel(const Kernel &kernel) const;
+  std::string mlaTiledPositions(int64_t heads, int64_t rank, int64_t rope);
   std::string vectorMlaBody(Elt weight, int64_t heads, int64_t nope,
                             int64_t rope, int64_t valueDim, int64_t rank,
                             double scale, bool cooperative);
