@@ -181,6 +181,7 @@ struct VirtualDispatch {
   // A few items of little work (a decode token's norms, ropes, cache
   // writes): may run on one thread inside a neighbouring dispatch.
   bool tiny = false;
+  bool hasSideJob = false;
   int64_t grain = 0;
 };
 
@@ -1046,8 +1047,10 @@ void Planner::mergeTinyDispatches() {
 
   std::vector<VirtualDispatch> merged;
   for (auto [index, d] : llvm::enumerate(chained)) {
-    bool attach = d.tiny && index > 0 && !chained[index - 1].tiny &&
-                  !merged.back().tiny &&
+    // The host: the dispatch just before, parallel (more than one item)
+    // and without a side job yet.
+    bool attach = d.tiny && index > 0 && !merged.back().tiny &&
+                  !merged.back().hasSideJob &&
                   merged.back().workPerToken + merged.back().workFixed > 1 &&
                   independent(index - 1, d);
     if (!attach) {
@@ -1059,7 +1062,7 @@ void Planner::mergeTinyDispatches() {
     main.bindings.append(d.bindings.begin(), d.bindings.end());
     main.what += " + " + d.what;
     main.weightBytesRead += d.weightBytesRead;
-    main.tiny = true; // one side job per dispatch
+    main.hasSideJob = true;
   }
   dispatches = std::move(merged);
 }
