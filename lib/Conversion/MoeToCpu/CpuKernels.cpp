@@ -1925,8 +1925,9 @@ normBindings(const KernelLibrary::NormPrologue &norm) {
 unsigned KernelLibrary::normLinear(const NormPrologue &norm, Elt weight,
                                    int64_t out, bool bias) {
   unsigned first = norm.bindings();
-  // Rows four at a time (four weight streams in flight, x loaded once),
-  // then one at a time.
+  // Rows four at a time (four weight streams in flight, each dot with its
+  // own four accumulators: the one-token form of `linear`), then one at a
+  // time.
   auto store = [&](const std::string &row, const std::string &value) {
     std::string text =
         bias ? subst(R"(      %bv$V = memref.load %b$BB[$ROW] : memref<?xf32>
@@ -1941,7 +1942,7 @@ unsigned KernelLibrary::normLinear(const NormPrologue &norm, Elt weight,
   };
   std::string four;
   for (int r = 0; r < 4; ++r)
-    four += subst(store("%r" + num(r), "%z#" + num(r)), {{"V", num(r)}});
+    four += subst(store("%r" + num(r), "%z" + num(r)), {{"V", num(r)}});
   std::string body =
       normPrologue(norm) + R"(    %IN = arith.constant $IN : index
     %lc4 = arith.constant 4 : index
@@ -1957,7 +1958,10 @@ unsigned KernelLibrary::normLinear(const NormPrologue &norm, Elt weight,
       %w1 = arith.addi %w0, %IN : index
       %w2 = arith.addi %w1, %IN : index
       %w3 = arith.addi %w2, %IN : index
-      %z:4 = func.call $TILE(%nx, %c0, %b$BW, %w0, %b$BW, %w1, %b$BW, %w2, %b$BW, %w3) : (memref<?xf32>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
+      %z0 = func.call $DOT(%nx, %c0, %b$BW, %w0) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+      %z1 = func.call $DOT(%nx, %c0, %b$BW, %w1) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+      %z2 = func.call $DOT(%nx, %c0, %b$BW, %w2) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+      %z3 = func.call $DOT(%nx, %c0, %b$BW, %w3) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
 $FOUR    }
     scf.for %item = %lmid to %end step %c1 {
       %wo = arith.muli %item, %IN : index
@@ -1969,7 +1973,6 @@ $ONE    }
                       {"IN", num(norm.hidden)},
                       {"BW", num(first)},
                       {"BY", num(first + 1 + bias)},
-                      {"TILE", dotTile(weight, norm.hidden, 4, 1)},
                       {"DOT", dot(weight, norm.hidden)},
                       {"W", eltName(weight)}});
   llvm::SmallVector<Elt, 8> bindings = normBindings(norm);
