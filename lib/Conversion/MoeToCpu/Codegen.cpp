@@ -39,6 +39,7 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
+#include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -84,6 +85,13 @@ createTargetMachine(const std::string &cpuOption, std::string &cpuName,
   if (!machine)
     error = "cannot create an LLVM target machine for --cpu=" + cpuOption;
   return machine;
+}
+
+bool cpuHasAvx512(const std::string &cpuOption) {
+  std::string cpuName, features, error;
+  std::unique_ptr<llvm::TargetMachine> machine =
+      createTargetMachine(cpuOption, cpuName, features, error);
+  return machine && machine->getMCSubtargetInfo()->checkFeatures("+avx512f");
 }
 
 llvm::Expected<std::string> compileKernels(const std::string &kernelModule,

@@ -63,6 +63,10 @@ std::string KernelLibrary::helpers(bool gpu) const {
         std::string(wt) == "f32"
             ? "    %r = arith.addf %v, %zero : vector<8xf32>\n"
             : "    %r = arith.extf %v : vector<8xbf16> to vector<8xf32>\n";
+    std::string ext16 =
+        std::string(wt) == "f32"
+            ? "    %r = arith.addf %v, %zero : vector<16xf32>\n"
+            : "    %r = arith.extf %v : vector<16xbf16> to vector<16xf32>\n";
     text += subst(R"(
   func.func private @ld_$W(%m: memref<?x$W>, %i: index) -> f32 $INTERNAL {
     %zero = arith.constant -0.0 : f32
@@ -74,8 +78,13 @@ $EXT    return %r : f32
     %v = vector.load %m[%i] : memref<?x$W>, vector<8x$W>
 $EXT8    return %r : vector<8xf32>
   }
+  func.func private @ld16_$W(%m: memref<?x$W>, %i: index) -> vector<16xf32> $INTERNAL {
+    %zero = arith.constant dense<-0.0> : vector<16xf32>
+    %v = vector.load %m[%i] : memref<?x$W>, vector<16x$W>
+$EXT16    return %r : vector<16xf32>
+  }
 )",
-                  {{"W", wt}, {"EXT", ext}, {"EXT8", ext8}});
+                  {{"W", wt}, {"EXT", ext}, {"EXT8", ext8}, {"EXT16", ext16}});
   }
   text += R"(
   func.func private @sigmoid(%a: f32) -> f32 $INTERNAL {
@@ -173,23 +182,27 @@ $COPYLOOP
 // Dot product of x[xo : xo + length] (f32) and w[wo : wo + length]: four
 // 8-wide accumulators, then one, then a scalar tail.
 std::string KernelLibrary::dot(Elt weight, int64_t length) {
-  std::string name = formatv("@dot_{0}_{1}", eltName(weight), length).str();
+  // Vector width VW: 8 lanes, or 16 on AVX-512 targets (setVectorWidth).
+  int vw = vectorWidth;
+  std::string name =
+      vw == 8 ? formatv("@dot_{0}_{1}", eltName(weight), length).str()
+              : formatv("@dot{0}_{1}_{2}", vw, eltName(weight), length).str();
   if (helperText.count(name))
     return name;
   helperText[name] = subst(R"(
   func.func private $NAME(%x: memref<?xf32>, %xo: index, %w: memref<?x$W>, %wo: index) -> f32 $INTERNAL {
     %c0 = arith.constant 0 : index
     %c1 = arith.constant 1 : index
-    %c8 = arith.constant 8 : index
-    %c16 = arith.constant 16 : index
-    %c24 = arith.constant 24 : index
-    %c32 = arith.constant 32 : index
+    %c8 = arith.constant $VW : index
+    %c16 = arith.constant $V2 : index
+    %c24 = arith.constant $V3 : index
+    %c32 = arith.constant $V4 : index
     %k32 = arith.constant $K32 : index
     %k8 = arith.constant $K8 : index
     %kk = arith.constant $K : index
-    %z = arith.constant dense<0.0> : vector<8xf32>
+    %z = arith.constant dense<0.0> : vector<$VWxf32>
     %a:4 = scf.for %k = %c0 to %k32 step %c32 iter_args(%a0 = %z, %a1 = %z, %a2 = %z, %a3 = %z)
-        -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
+        -> (vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>) {
       %x0i = arith.addi %xo, %k : index
       %w0i = arith.addi %wo, %k : index
       %x1i = arith.addi %x0i, %c8 : index
@@ -198,32 +211,32 @@ std::string KernelLibrary::dot(Elt weight, int64_t length) {
       %w2i = arith.addi %w0i, %c16 : index
       %x3i = arith.addi %x0i, %c24 : index
       %w3i = arith.addi %w0i, %c24 : index
-      %x0 = vector.load %x[%x0i] : memref<?xf32>, vector<8xf32>
-      %x1 = vector.load %x[%x1i] : memref<?xf32>, vector<8xf32>
-      %x2 = vector.load %x[%x2i] : memref<?xf32>, vector<8xf32>
-      %x3 = vector.load %x[%x3i] : memref<?xf32>, vector<8xf32>
-      %w0 = func.call @ld8_$W(%w, %w0i) : (memref<?x$W>, index) -> vector<8xf32>
-      %w1 = func.call @ld8_$W(%w, %w1i) : (memref<?x$W>, index) -> vector<8xf32>
-      %w2 = func.call @ld8_$W(%w, %w2i) : (memref<?x$W>, index) -> vector<8xf32>
-      %w3 = func.call @ld8_$W(%w, %w3i) : (memref<?x$W>, index) -> vector<8xf32>
-      %r0 = vector.fma %x0, %w0, %a0 : vector<8xf32>
-      %r1 = vector.fma %x1, %w1, %a1 : vector<8xf32>
-      %r2 = vector.fma %x2, %w2, %a2 : vector<8xf32>
-      %r3 = vector.fma %x3, %w3, %a3 : vector<8xf32>
-      scf.yield %r0, %r1, %r2, %r3 : vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>
+      %x0 = vector.load %x[%x0i] : memref<?xf32>, vector<$VWxf32>
+      %x1 = vector.load %x[%x1i] : memref<?xf32>, vector<$VWxf32>
+      %x2 = vector.load %x[%x2i] : memref<?xf32>, vector<$VWxf32>
+      %x3 = vector.load %x[%x3i] : memref<?xf32>, vector<$VWxf32>
+      %w0 = func.call @ld$VW_$W(%w, %w0i) : (memref<?x$W>, index) -> vector<$VWxf32>
+      %w1 = func.call @ld$VW_$W(%w, %w1i) : (memref<?x$W>, index) -> vector<$VWxf32>
+      %w2 = func.call @ld$VW_$W(%w, %w2i) : (memref<?x$W>, index) -> vector<$VWxf32>
+      %w3 = func.call @ld$VW_$W(%w, %w3i) : (memref<?x$W>, index) -> vector<$VWxf32>
+      %r0 = vector.fma %x0, %w0, %a0 : vector<$VWxf32>
+      %r1 = vector.fma %x1, %w1, %a1 : vector<$VWxf32>
+      %r2 = vector.fma %x2, %w2, %a2 : vector<$VWxf32>
+      %r3 = vector.fma %x3, %w3, %a3 : vector<$VWxf32>
+      scf.yield %r0, %r1, %r2, %r3 : vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>
     }
-    %s01 = arith.addf %a#0, %a#1 : vector<8xf32>
-    %s23 = arith.addf %a#2, %a#3 : vector<8xf32>
-    %s = arith.addf %s01, %s23 : vector<8xf32>
-    %b = scf.for %k = %k32 to %k8 step %c8 iter_args(%acc = %s) -> (vector<8xf32>) {
+    %s01 = arith.addf %a#0, %a#1 : vector<$VWxf32>
+    %s23 = arith.addf %a#2, %a#3 : vector<$VWxf32>
+    %s = arith.addf %s01, %s23 : vector<$VWxf32>
+    %b = scf.for %k = %k32 to %k8 step %c8 iter_args(%acc = %s) -> (vector<$VWxf32>) {
       %xi = arith.addi %xo, %k : index
       %wi = arith.addi %wo, %k : index
-      %xv = vector.load %x[%xi] : memref<?xf32>, vector<8xf32>
-      %wv = func.call @ld8_$W(%w, %wi) : (memref<?x$W>, index) -> vector<8xf32>
-      %r = vector.fma %xv, %wv, %acc : vector<8xf32>
-      scf.yield %r : vector<8xf32>
+      %xv = vector.load %x[%xi] : memref<?xf32>, vector<$VWxf32>
+      %wv = func.call @ld$VW_$W(%w, %wi) : (memref<?x$W>, index) -> vector<$VWxf32>
+      %r = vector.fma %xv, %wv, %acc : vector<$VWxf32>
+      scf.yield %r : vector<$VWxf32>
     }
-    %red = vector.reduction <add>, %b : vector<8xf32> into f32
+    %red = vector.reduction <add>, %b : vector<$VWxf32> into f32
     %t = scf.for %k = %k8 to %kk step %c1 iter_args(%acc = %red) -> (f32) {
       %xi = arith.addi %xo, %k : index
       %wi = arith.addi %wo, %k : index
@@ -237,9 +250,13 @@ std::string KernelLibrary::dot(Elt weight, int64_t length) {
 )",
                            {{"NAME", name},
                             {"W", eltName(weight)},
-                            {"K32", num(length / 32 * 32)},
-                            {"K8", num(length / 8 * 8)},
-                            {"K", num(length)}});
+                            {"K32", num(length / (4 * vw) * (4 * vw))},
+                            {"K8", num(length / vw * vw)},
+                            {"K", num(length)},
+                            {"VW", num(vw)},
+                            {"V2", num(2 * vw)},
+                            {"V3", num(3 * vw)},
+                            {"V4", num(4 * vw)}});
   return name;
 }
 
@@ -758,12 +775,15 @@ projectionLoops(const std::string &feature, const char *input,
 // prefill's register-blocked micro-kernel.
 std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows,
                                    int tokens) {
+  int vw = vectorWidth;
   std::string name =
       tokens == 4
           ? formatv("@dottile{0}_{1}_{2}", rows, eltName(weight), length).str()
           : formatv("@dottile{0}x{1}_{2}_{3}", rows, tokens, eltName(weight),
                     length)
                 .str();
+  if (vw != 8)
+    name += "_v" + num(vw);
   if (helperText.count(name))
     return name;
   int n = rows * tokens;
@@ -777,36 +797,36 @@ std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows,
   std::string params = "%x: memref<?xf32>, " +
                        list("%o$I: index", tokens, ", ") + ", " +
                        list("%w$I: memref<?x$W>, %v$I: index", rows, ", ");
-  std::string vecTypes = list("vector<8xf32>", n, ", ");
+  std::string vecTypes = list("vector<$VWxf32>", n, ", ");
   std::string f32Types = list("f32", n, ", ");
   std::string text = "\n  func.func private $NAME(" + params + ") -> (" +
                      f32Types + R"() $INTERNAL {
     %c0 = arith.constant 0 : index
     %c1 = arith.constant 1 : index
-    %c8 = arith.constant 8 : index
+    %c8 = arith.constant $VW : index
     %k8 = arith.constant $K8 : index
     %kk = arith.constant $K : index
-    %z = arith.constant dense<0.0> : vector<8xf32>
+    %z = arith.constant dense<0.0> : vector<$VWxf32>
     %a:$N = scf.for %k = %c0 to %k8 step %c8 iter_args()" +
                      list("%p$I = %z", n, ", ") + ") -> (" + vecTypes + ") {\n";
   for (int j = 0; j < tokens; ++j)
     text += subst(R"(      %i$J = arith.addi %o$J, %k : index
-      %x$J = vector.load %x[%i$J] : memref<?xf32>, vector<8xf32>
+      %x$J = vector.load %x[%i$J] : memref<?xf32>, vector<$VWxf32>
 )",
                   {{"J", num(j)}});
   for (int r = 0; r < rows; ++r) {
     text += subst(R"(      %wi$R = arith.addi %v$R, %k : index
-      %wv$R = func.call @ld8_$W(%w$R, %wi$R) : (memref<?x$W>, index) -> vector<8xf32>
+      %wv$R = func.call @ld$VW_$W(%w$R, %wi$R) : (memref<?x$W>, index) -> vector<$VWxf32>
 )",
                   {{"R", num(r)}});
     for (int j = 0; j < tokens; ++j)
       text +=
-          subst("      %r$A = vector.fma %x$J, %wv$R, %p$A : vector<8xf32>\n",
+          subst("      %r$A = vector.fma %x$J, %wv$R, %p$A : vector<$VWxf32>\n",
                 {{"A", num(r * tokens + j)}, {"J", num(j)}, {"R", num(r)}});
   }
   text += "      scf.yield " + list("%r$I", n, ", ") + " : " + vecTypes +
           "\n    }\n";
-  text += list("    %e$I = vector.reduction <add>, %a#$I : vector<8xf32> "
+  text += list("    %e$I = vector.reduction <add>, %a#$I : vector<$VWxf32> "
                "into f32\n",
                n, "");
   text += "    %t:$N = scf.for %k = %k8 to %kk step %c1 iter_args(" +
@@ -831,7 +851,8 @@ std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows,
   helperText[name] = subst(text, {{"NAME", name},
                                   {"N", num(n)},
                                   {"W", eltName(weight)},
-                                  {"K8", num(length / 8 * 8)},
+                                  {"K8", num(length / vw * vw)},
+                                  {"VW", num(vw)},
                                   {"K", num(length)}});
   return name;
 }

@@ -153,6 +153,11 @@ public:
   /// (work independent of `main`'s) in order.
   unsigned withSideJob(unsigned main, llvm::ArrayRef<Part> side);
 
+  /// Lanes of the f32 vectors in the dot-product helpers: 8 (AVX2), or 16
+  /// for targets with AVX-512, whose 512-bit units do twice the work per
+  /// instruction. Set before any kernel is requested.
+  void setVectorWidth(int lanes) { vectorWidth = lanes; }
+
   /// Kernel names in index order ("k0", "k1", ...).
   std::vector<std::string> names() const;
   /// The module text of every kernel, wrappers included.
@@ -191,6 +196,7 @@ private:
   };
   std::vector<Kernel> kernels;
   llvm::StringMap<unsigned> byKey;
+  int vectorWidth = 8;
   // Shared helper functions (dot products) requested by kernels.
   llvm::StringMap<std::string> helperText;
   // GPU-only helpers (warp reductions), emitted in the gpu.module alone.
@@ -211,6 +217,10 @@ private:
   /// A warp-wide dot product (GPU): every lane of the warp gets the sum.
   std::string warpDot(Elt weight, int64_t length);
 };
+
+/// Whether the CPU named by `--cpu` ("native": this machine) has AVX-512F
+/// (implemented with the LLVM target machine in Codegen.cpp).
+bool cpuHasAvx512(const std::string &cpuOption);
 
 } // namespace moec::cpu
 

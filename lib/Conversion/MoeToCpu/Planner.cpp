@@ -1134,6 +1134,10 @@ llvm::Expected<CpuProgram> planCpuProgram(ModuleOp module,
                                           const CpuOptions &options) {
   CpuProgram program;
   KernelLibrary kernels;
+  // Wide (512-bit) dot products where the CPU has them; the CUDA plan's
+  // thread-per-item bodies keep 8 lanes.
+  if (options.cudaChip.empty() && cpuHasAvx512(options.cpu))
+    kernels.setVectorWidth(16);
   Planner planner(program, kernels, options);
   for (auto [name, tokens] :
        {std::pair<StringRef, int64_t>{"prefill", options.prefillChunk},
