@@ -263,39 +263,44 @@ std::string KernelLibrary::dot(Elt weight, int64_t length) {
 // Four dot products of rows x[xo0..3 : + length] with one weight row: each
 // weight vector is loaded once for four tokens (prefill's register blocking).
 std::string KernelLibrary::dot4(Elt weight, int64_t length) {
+  // The same lanes and order as dotTile's, so that a row computes the same
+  // bits through either (ranges of rows may start anywhere).
+  int vw = vectorWidth;
   std::string name = formatv("@dot4_{0}_{1}", eltName(weight), length).str();
+  if (vw != 8)
+    name += "_v" + num(vw);
   if (helperText.count(name))
     return name;
   helperText[name] = subst(R"(
   func.func private $NAME(%x: memref<?xf32>, %o0: index, %o1: index, %o2: index, %o3: index, %w: memref<?x$W>, %wo: index) -> (f32, f32, f32, f32) $INTERNAL {
     %c0 = arith.constant 0 : index
     %c1 = arith.constant 1 : index
-    %c8 = arith.constant 8 : index
+    %c8 = arith.constant $VW : index
     %k8 = arith.constant $K8 : index
     %kk = arith.constant $K : index
-    %z = arith.constant dense<0.0> : vector<8xf32>
+    %z = arith.constant dense<0.0> : vector<$VWxf32>
     %a:4 = scf.for %k = %c0 to %k8 step %c8 iter_args(%a0 = %z, %a1 = %z, %a2 = %z, %a3 = %z)
-        -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
+        -> (vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>) {
       %wi = arith.addi %wo, %k : index
-      %wv = func.call @ld8_$W(%w, %wi) : (memref<?x$W>, index) -> vector<8xf32>
+      %wv = func.call @ld$VW_$W(%w, %wi) : (memref<?x$W>, index) -> vector<$VWxf32>
       %i0 = arith.addi %o0, %k : index
       %i1 = arith.addi %o1, %k : index
       %i2 = arith.addi %o2, %k : index
       %i3 = arith.addi %o3, %k : index
-      %x0 = vector.load %x[%i0] : memref<?xf32>, vector<8xf32>
-      %x1 = vector.load %x[%i1] : memref<?xf32>, vector<8xf32>
-      %x2 = vector.load %x[%i2] : memref<?xf32>, vector<8xf32>
-      %x3 = vector.load %x[%i3] : memref<?xf32>, vector<8xf32>
-      %r0 = vector.fma %x0, %wv, %a0 : vector<8xf32>
-      %r1 = vector.fma %x1, %wv, %a1 : vector<8xf32>
-      %r2 = vector.fma %x2, %wv, %a2 : vector<8xf32>
-      %r3 = vector.fma %x3, %wv, %a3 : vector<8xf32>
-      scf.yield %r0, %r1, %r2, %r3 : vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>
+      %x0 = vector.load %x[%i0] : memref<?xf32>, vector<$VWxf32>
+      %x1 = vector.load %x[%i1] : memref<?xf32>, vector<$VWxf32>
+      %x2 = vector.load %x[%i2] : memref<?xf32>, vector<$VWxf32>
+      %x3 = vector.load %x[%i3] : memref<?xf32>, vector<$VWxf32>
+      %r0 = vector.fma %x0, %wv, %a0 : vector<$VWxf32>
+      %r1 = vector.fma %x1, %wv, %a1 : vector<$VWxf32>
+      %r2 = vector.fma %x2, %wv, %a2 : vector<$VWxf32>
+      %r3 = vector.fma %x3, %wv, %a3 : vector<$VWxf32>
+      scf.yield %r0, %r1, %r2, %r3 : vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>
     }
-    %s0 = vector.reduction <add>, %a#0 : vector<8xf32> into f32
-    %s1 = vector.reduction <add>, %a#1 : vector<8xf32> into f32
-    %s2 = vector.reduction <add>, %a#2 : vector<8xf32> into f32
-    %s3 = vector.reduction <add>, %a#3 : vector<8xf32> into f32
+    %s0 = vector.reduction <add>, %a#0 : vector<$VWxf32> into f32
+    %s1 = vector.reduction <add>, %a#1 : vector<$VWxf32> into f32
+    %s2 = vector.reduction <add>, %a#2 : vector<$VWxf32> into f32
+    %s3 = vector.reduction <add>, %a#3 : vector<$VWxf32> into f32
     %t:4 = scf.for %k = %k8 to %kk step %c1 iter_args(%b0 = %s0, %b1 = %s1, %b2 = %s2, %b3 = %s3) -> (f32, f32, f32, f32) {
       %wi = arith.addi %wo, %k : index
       %wv = func.call @ld_$W(%w, %wi) : (memref<?x$W>, index) -> f32
@@ -318,7 +323,8 @@ std::string KernelLibrary::dot4(Elt weight, int64_t length) {
 )",
                            {{"NAME", name},
                             {"W", eltName(weight)},
-                            {"K8", num(length / 8 * 8)},
+                            {"K8", num(length / vw * vw)},
+                            {"VW", num(vw)},
                             {"K", num(length)}});
   return name;
 }
