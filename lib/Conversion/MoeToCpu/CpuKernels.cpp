@@ -2010,32 +2010,49 @@ $ONE    }
   return add(body, bindings, body);
 }
 
+// One SwiGLU row pair of a single-token kernel: the gate rows %w0, %w1 and
+// the up rows %u0, %u1 of `gate`/`up` against %nx through one 4x1 tile,
+// h[%hi0] and h[%hi1] = silu(g) * u into `h`; `tile` is the 4x1 dotTile of
+// weight type `w`.
+static std::string swigluPair(const std::string &tile, Elt w,
+                              const std::string &gate, const std::string &up,
+                              const std::string &h) {
+  return subst(
+      R"(      %z:4 = func.call $TILE(%nx, %c0, $GB, %w0, $GB, %w1, $UB, %u0, $UB, %u1) : (memref<?xf32>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
+      %a0 = func.call @silu(%z#0) : (f32) -> f32
+      %h0 = arith.mulf %a0, %z#2 : f32
+      %a1 = func.call @silu(%z#1) : (f32) -> f32
+      %h1 = arith.mulf %a1, %z#3 : f32
+      memref.store %h0, $HB[%hi0] : memref<?xf32>
+      memref.store %h1, $HB[%hi1] : memref<?xf32>
+)",
+      {{"GB", gate}, {"UB", up}, {"HB", h}, {"TILE", tile}, {"W", eltName(w)}});
+}
+
 unsigned KernelLibrary::normGateUp(const NormPrologue &norm, Elt weight,
                                    int64_t inter) {
   unsigned first = norm.bindings();
   std::string body =
-      normPrologue(norm) + subst(R"(    %GH = arith.constant $H : index
+      normPrologue(norm) +
+      subst(R"(    %GH = arith.constant $H : index
     %gc2 = arith.constant 2 : index
     scf.for %item = %begin to %end step %c1 {
       %i0 = arith.muli %item, %gc2 : index
       %i1 = arith.addi %i0, %c1 : index
       %w0 = arith.muli %i0, %GH : index
       %w1 = arith.addi %w0, %GH : index
-      %z:4 = func.call $TILE(%nx, %c0, %b$BG, %w0, %b$BG, %w1, %b$BU, %w0, %b$BU, %w1) : (memref<?xf32>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
-      %a0 = func.call @silu(%z#0) : (f32) -> f32
-      %h0 = arith.mulf %a0, %z#2 : f32
-      %a1 = func.call @silu(%z#1) : (f32) -> f32
-      %h1 = arith.mulf %a1, %z#3 : f32
-      memref.store %h0, %b$BH[%i0] : memref<?xf32>
-      memref.store %h1, %b$BH[%i1] : memref<?xf32>
-    }
+      %u0 = arith.addi %w0, %c0 : index
+      %u1 = arith.addi %w1, %c0 : index
+      %hi0 = arith.addi %i0, %c0 : index
+      %hi1 = arith.addi %i1, %c0 : index
+$PAIR    }
 )",
-                                 {{"H", num(norm.hidden)},
-                                  {"BG", num(first)},
-                                  {"BU", num(first + 1)},
-                                  {"BH", num(first + 2)},
-                                  {"TILE", dotTile(weight, norm.hidden, 4, 1)},
-                                  {"W", eltName(weight)}});
+            {{"PAIR", swigluPair(dotTile(weight, norm.hidden, 4, 1), weight,
+                                 "%b" + num(first), "%b" + num(first + 1),
+                                 "%b" + num(first + 2))},
+             {"H", num(norm.hidden)},
+             {"TILE", dotTile(weight, norm.hidden, 4, 1)},
+             {"W", eltName(weight)}});
   llvm::SmallVector<Elt, 8> bindings = normBindings(norm);
   bindings.append({weight, weight, Elt::F32});
   return add(body, bindings, body);
@@ -2099,29 +2116,24 @@ unsigned KernelLibrary::routedGateUp(const RouterSpec &spec,
       %w1 = arith.addi %w0, %H : index
       %u0 = arith.addi %w0, %IHU : index
       %u1 = arith.addi %w1, %IHU : index
-      %z:4 = func.call $TILE(%nx, %c0, %b$BG, %w0, %b$BG, %w1, %b$BG, %u0, %b$BG, %u1) : (memref<?xf32>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
-      %a0 = func.call @silu(%z#0) : (f32) -> f32
-      %h0 = arith.mulf %a0, %z#2 : f32
-      %a1 = func.call @silu(%z#1) : (f32) -> f32
-      %h1 = arith.mulf %a1, %z#3 : f32
       %ki = arith.muli %k, %I : index
       %hi0 = arith.addi %ki, %i0 : index
       %hi1 = arith.addi %hi0, %c1 : index
-      memref.store %h0, %b$BH[%hi0] : memref<?xf32>
-      memref.store %h1, %b$BH[%hi1] : memref<?xf32>
-    }
+$PAIR    }
 )";
-  body = subst(body, {{"BW", num(out)},
-                      {"BI", num(out + 1)},
-                      {"BG", num(out + 2)},
-                      {"BH", num(out + 3)},
-                      {"H", num(hidden)},
-                      {"I", num(inter)},
-                      {"IP", num(inter / 2)},
-                      {"EGU", num(2 * inter * hidden)},
-                      {"IHU", num(inter * hidden)},
-                      {"TILE", dotTile(weight, hidden, 4, 1)},
-                      {"W", eltName(weight)}});
+  body =
+      subst(body, {{"PAIR", swigluPair(dotTile(weight, hidden, 4, 1), weight,
+                                       "%b" + num(out + 2), "%b" + num(out + 2),
+                                       "%b" + num(out + 3))},
+                   {"BW", num(out)},
+                   {"BI", num(out + 1)},
+                   {"H", num(hidden)},
+                   {"I", num(inter)},
+                   {"IP", num(inter / 2)},
+                   {"EGU", num(2 * inter * hidden)},
+                   {"IHU", num(inter * hidden)},
+                   {"TILE", dotTile(weight, hidden, 4, 1)},
+                   {"W", eltName(weight)}});
   llvm::SmallVector<Elt, 8> bindings = normBindings(norm);
   bindings.push_back(weight);
   if (spec.bias)
