@@ -36,3 +36,13 @@ if os.access(os.path.join(cuda_home, "bin", "ptxas"), os.X_OK):
     config.available_features.add("ptxas")
 if os.path.exists("/dev/nvidia0"):
     config.available_features.add("cuda-device")
+
+# Artifacts that use AVX512-BF16 (bf16-pair dot products) run only where
+# the host has it.
+try:
+    with open("/proc/cpuinfo") as cpuinfo:
+        flags = next((l for l in cpuinfo if l.startswith("flags")), "").split()
+    if "avx512_bf16" in flags:
+        config.available_features.add("host-avx512bf16")
+except OSError:
+    pass

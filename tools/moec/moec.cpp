@@ -164,6 +164,20 @@ cl::opt<DType>
                      clEnumValN(DType::BF16, "bf16", "bfloat16 weights")),
           cl::sub(compileCommand), cl::cat(moecCategory));
 
+cl::opt<moec::cpu::CpuOptions::DotActivations> dotActivations(
+    "dot-activations",
+    cl::desc("Precision of the activations in dot products with bf16 "
+             "weights (sums are f32 either way)"),
+    cl::init(moec::cpu::CpuOptions::DotActivations::Auto),
+    cl::values(clEnumValN(moec::cpu::CpuOptions::DotActivations::Auto, "auto",
+                          "bf16 where the CPU has AVX512-BF16, else f32"),
+               clEnumValN(moec::cpu::CpuOptions::DotActivations::F32, "f32",
+                          "f32: bf16 weights widened, exact products"),
+               clEnumValN(moec::cpu::CpuOptions::DotActivations::BF16, "bf16",
+                          "rounded to bf16 as in transformers' bf16 compute; "
+                          "AVX512-BF16 vdpbf16ps")),
+    cl::sub(compileCommand), cl::cat(moecCategory));
+
 cl::opt<std::string>
     cpu("cpu",
         cl::desc("CPU to generate code for: native (this machine, the default) "
@@ -445,6 +459,7 @@ int runCompile(mlir::MLIRContext &context) {
   }
   options.lastLogitsOnly = prefillLogits == PrefillLogits::Last && !cuda;
   options.cpu = cpu;
+  options.dotActivations = dotActivations;
   if (cuda) {
     options.cudaChip = parsed.chip;
     if (const char *home = getenv("CUDA_HOME"))
@@ -484,6 +499,12 @@ int runCompile(mlir::MLIRContext &context) {
                           moec::formatBytes(kvPerPosition));
       errs() << "\n";
     }
+    if (dtype == DType::BF16 && !cuda)
+      errs() << (program->bf16Dot
+                     ? "moec: stats dot products: bf16 activations x bf16 "
+                       "weight pairs (vdpbf16ps), f32 sums\n"
+                     : "moec: stats dot products: f32 activations x widened "
+                       "bf16 weights, f32 sums\n");
   }
   if (emit == EmitKind::Mlir) {
     writeOutput(outputPath,

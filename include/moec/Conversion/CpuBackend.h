@@ -44,6 +44,13 @@ struct CpuOptions {
   bool lastLogitsOnly = false;
   /// LLVM CPU name ("native" = this machine, "x86-64-v3" = portable AVX2).
   std::string cpu = "native";
+  /// The activations' precision in dot products with bf16 weights: F32
+  /// widens the weights (exact products), BF16 rounds the activations to
+  /// bf16 (as transformers' bf16 compute does) and multiplies pairs with
+  /// AVX512-BF16's vdpbf16ps; sums are f32 either way. Auto: BF16 where
+  /// the CPU has AVX512-BF16.
+  enum class DotActivations { Auto, F32, BF16 };
+  DotActivations dotActivations = DotActivations::Auto;
   /// Non-empty: the kernels are for CUDA on this chip ("sm_90") instead of
   /// the CPU, built with the toolkit at `cudaToolkit`.
   std::string cudaChip;
@@ -117,6 +124,8 @@ struct CpuProgram {
   std::string kernelModule; // MLIR text of every kernel (for --emit=mlir)
   std::string sharedObject; // ELF shared object with the kernels
   std::string cpuName, cpuFeatures;
+  // bf16-weight dot products take bf16 activations (dotActivations).
+  bool bf16Dot = false;
   // CUDA (options.cudaChip set): the kernel module is a gpu.module; the
   // binary is a fatbin, cubin or PTX and every kernel has a launch geometry.
   std::string gpuTarget; // "cuda:sm_90"

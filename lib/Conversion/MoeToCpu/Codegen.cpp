@@ -26,6 +26,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/UB/IR/UBOps.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Dialect/X86Vector/X86VectorDialect.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Parser/Parser.h"
@@ -87,11 +88,20 @@ createTargetMachine(const std::string &cpuOption, std::string &cpuName,
   return machine;
 }
 
-bool cpuHasAvx512(const std::string &cpuOption) {
-  std::string cpuName, features, error;
+static bool cpuHasFeatures(const std::string &cpuOption,
+                           llvm::StringRef features) {
+  std::string cpuName, allFeatures, error;
   std::unique_ptr<llvm::TargetMachine> machine =
-      createTargetMachine(cpuOption, cpuName, features, error);
-  return machine && machine->getMCSubtargetInfo()->checkFeatures("+avx512f");
+      createTargetMachine(cpuOption, cpuName, allFeatures, error);
+  return machine && machine->getMCSubtargetInfo()->checkFeatures(features);
+}
+
+bool cpuHasAvx512(const std::string &cpuOption) {
+  return cpuHasFeatures(cpuOption, "+avx512f");
+}
+
+bool cpuHasAvx512Bf16(const std::string &cpuOption) {
+  return cpuHasFeatures(cpuOption, "+avx512f,+avx512bf16");
 }
 
 llvm::Expected<std::string> compileKernels(const std::string &kernelModule,
@@ -99,10 +109,11 @@ llvm::Expected<std::string> compileKernels(const std::string &kernelModule,
                                            CpuEmit emit, std::string *cpuName,
                                            std::string *cpuFeatures) {
   DialectRegistry registry;
-  registry.insert<arith::ArithDialect, cf::ControlFlowDialect,
-                  func::FuncDialect, index::IndexDialect, LLVM::LLVMDialect,
-                  math::MathDialect, memref::MemRefDialect, scf::SCFDialect,
-                  ub::UBDialect, vector::VectorDialect>();
+  registry
+      .insert<arith::ArithDialect, cf::ControlFlowDialect, func::FuncDialect,
+              index::IndexDialect, LLVM::LLVMDialect, math::MathDialect,
+              memref::MemRefDialect, scf::SCFDialect, ub::UBDialect,
+              vector::VectorDialect, x86vector::X86VectorDialect>();
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
   MLIRContext context(registry);
@@ -120,7 +131,10 @@ llvm::Expected<std::string> compileKernels(const std::string &kernelModule,
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
-  pm.addPass(createConvertVectorToLLVMPass());
+  // x86vector: the bf16-pair dot products (x86vector.avx512.dot).
+  ConvertVectorToLLVMPassOptions vectorToLLVM;
+  vectorToLLVM.x86Vector = true;
+  pm.addPass(createConvertVectorToLLVMPass(vectorToLLVM));
   pm.addPass(createConvertMathToLLVMPass());
   pm.addPass(createFinalizeMemRefToLLVMConversionPass());
   pm.addPass(createArithToLLVMConversionPass());

@@ -179,24 +179,155 @@ $COPYLOOP
   return subst(text, {{"INTERNAL", kInternal}, {"COPYLOOP", copyLoop}});
 }
 
-// Dot product of x[xo : xo + length] (f32) and w[wo : wo + length]: four
-// 8-wide accumulators, then one, then a scalar tail.
-std::string KernelLibrary::dot(Elt weight, int64_t length) {
-  // Vector width VW: 8 lanes, or 16 on AVX-512 targets (setVectorWidth).
-  int vw = vectorWidth;
-  std::string name =
-      vw == 8 ? formatv("@dot_{0}_{1}", eltName(weight), length).str()
-              : formatv("@dot{0}_{1}_{2}", vw, eltName(weight), length).str();
-  if (helperText.count(name))
-    return name;
-  helperText[name] = subst(R"(
-  func.func private $NAME(%x: memref<?xf32>, %xo: index, %w: memref<?x$W>, %wo: index) -> f32 $INTERNAL {
+// The activations of a bf16-pair dot product (setBf16Dot): x[i : i + 32]
+// rounded to bf16 (to nearest even, as a torch bf16 cast) in order, to pair
+// with 32 weights in `x86vector.avx512.dot`; and one value rounded, for the
+// tails.
+static constexpr const char *kBf16PairHelpers = R"(
+  func.func private @ldx32_bf16(%x: memref<?xf32>, %i: index) -> vector<32xbf16> $INTERNAL {
+    %c16 = arith.constant 16 : index
+    %j = arith.addi %i, %c16 : index
+    %lo = vector.load %x[%i] : memref<?xf32>, vector<16xf32>
+    %hi = vector.load %x[%j] : memref<?xf32>, vector<16xf32>
+    %l = arith.truncf %lo : vector<16xf32> to vector<16xbf16>
+    %h = arith.truncf %hi : vector<16xf32> to vector<16xbf16>
+    %r = vector.shuffle %l, %h [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31] : vector<16xbf16>, vector<16xbf16>
+    return %r : vector<32xbf16>
+  }
+  func.func private @round_bf16(%v: f32) -> f32 $INTERNAL {
+    %t = arith.truncf %v : f32 to bf16
+    %r = arith.extf %t : bf16 to f32
+    return %r : f32
+  }
+  // dst[do : do + n] = src[so : so + n] rounded to bf16, 16 at a time, then
+  // the rest.
+  func.func private @round_row_bf16(%src: memref<?xf32>, %so: index, %dst: memref<?xbf16>, %do: index, %n: index) $INTERNAL {
     %c0 = arith.constant 0 : index
     %c1 = arith.constant 1 : index
-    %c8 = arith.constant $VW : index
-    %c16 = arith.constant $V2 : index
-    %c24 = arith.constant $V3 : index
-    %c32 = arith.constant $V4 : index
+    %c16 = arith.constant 16 : index
+    %n16 = arith.divui %n, %c16 : index
+    %nv = arith.muli %n16, %c16 : index
+    scf.for %i = %c0 to %nv step %c16 {
+      %si = arith.addi %so, %i : index
+      %di = arith.addi %do, %i : index
+      %v = vector.load %src[%si] : memref<?xf32>, vector<16xf32>
+      %t = arith.truncf %v : vector<16xf32> to vector<16xbf16>
+      vector.store %t, %dst[%di] : memref<?xbf16>, vector<16xbf16>
+    }
+    scf.for %i = %nv to %n step %c1 {
+      %si = arith.addi %so, %i : index
+      %di = arith.addi %do, %i : index
+      %v = memref.load %src[%si] : memref<?xf32>
+      %t = arith.truncf %v : f32 to bf16
+      memref.store %t, %dst[%di] : memref<?xbf16>
+    }
+    return
+  }
+)";
+
+KernelLibrary::DotStep KernelLibrary::dotStep(Elt weight, bool roundedX) {
+  if (weight == Elt::BF16 && bf16Dot) {
+    // vdpbf16ps: lane i accumulates x[2i] w[2i] + x[2i + 1] w[2i + 1].
+    helperText["@ldx32_bf16"] = kBf16PairHelpers;
+    if (roundedX)
+      return {32,
+              "%$V = vector.load %x[%$I] : memref<?xbf16>, vector<32xbf16>",
+              "%$V = vector.load %$M[%$I] : memref<?xbf16>, vector<32xbf16>",
+              "%$R = x86vector.avx512.dot %$A, %$X, %$WV : vector<32xbf16> -> "
+              "vector<16xf32>",
+              "%$V.b = memref.load %x[%$I] : memref<?xbf16>\n      %$V = "
+              "arith.extf %$V.b : bf16 to f32",
+              "bf16"};
+    return {32,
+            "%$V = func.call @ldx32_bf16(%x, %$I) : (memref<?xf32>, index) -> "
+            "vector<32xbf16>",
+            "%$V = vector.load %$M[%$I] : memref<?xbf16>, vector<32xbf16>",
+            "%$R = x86vector.avx512.dot %$A, %$X, %$WV : vector<32xbf16> -> "
+            "vector<16xf32>",
+            "%$V.f = memref.load %x[%$I] : memref<?xf32>\n      %$V = "
+            "func.call @round_bf16(%$V.f) : (f32) -> f32",
+            "f32"};
+  }
+  std::string vw = num(vectorWidth), w = eltName(weight);
+  return {vectorWidth,
+          "%$V = vector.load %x[%$I] : memref<?xf32>, vector<" + vw + "xf32>",
+          "%$V = func.call @ld" + vw + "_" + w + "(%$M, %$I) : (memref<?x" + w +
+              ">, index) -> vector<" + vw + "xf32>",
+          "%$R = vector.fma %$X, %$WV, %$A : vector<" + vw + "xf32>",
+          "%$V = memref.load %x[%$I] : memref<?xf32>",
+          "f32"};
+}
+
+std::string KernelLibrary::xType(bool roundedX) const {
+  return roundedX && bf16Dot ? "memref<?xbf16>" : "memref<?xf32>";
+}
+
+unsigned KernelLibrary::roundRows(int64_t length) {
+  helperText["@ldx32_bf16"] = kBf16PairHelpers;
+  std::string body = subst(R"(    %n = arith.constant $N : index
+    scf.for %item = %begin to %end step %c1 {
+      %o = arith.muli %item, %n : index
+      func.call @round_row_bf16(%b0, %o, %b1, %o, %n) : (memref<?xf32>, index, memref<?xbf16>, index, index) -> ()
+    }
+)",
+                           {{"N", num(length)}});
+  return add(body, {Elt::F32, Elt::BF16}, body);
+}
+
+KernelLibrary::XOperand KernelLibrary::singleTokenX(Elt weight,
+                                                    const std::string &source,
+                                                    const std::string &offset,
+                                                    int64_t length) {
+  if (!(weight == Elt::BF16 && bf16Dot))
+    return {"", source, "memref<?xf32>", offset};
+  // Rounded once per range: every row's dot products then load bf16 pairs.
+  helperText["@ldx32_bf16"] = kBf16PairHelpers;
+  return {subst(R"(    %xbfa = memref.alloca() : memref<$Nxbf16>
+    %xbf = memref.cast %xbfa : memref<$Nxbf16> to memref<?xbf16>
+    %xbfn = arith.constant $N : index
+    func.call @round_row_bf16($SRC, $OFF, %xbf, %c0, %xbfn) : (memref<?xf32>, index, memref<?xbf16>, index, index) -> ()
+)",
+                {{"N", num(length)}, {"SRC", source}, {"OFF", offset}}),
+          "%xbf", "memref<?xbf16>", "%c0"};
+}
+
+// Dot product of x[xo : xo + length] (f32) and w[wo : wo + length]: four
+// vector accumulators, then one, then a scalar tail.
+std::string KernelLibrary::dot(Elt weight, int64_t length, bool roundedX) {
+  // Vector width VW: 8 lanes, or 16 on AVX-512 targets (setVectorWidth).
+  int vw = vectorWidth;
+  DotStep step = dotStep(weight, roundedX);
+  std::string name =
+      weight == Elt::BF16 && bf16Dot
+          ? formatv("@dotbf_{0}_x{1}", length, step.xElt).str()
+      : vw == 8 ? formatv("@dot_{0}_{1}", eltName(weight), length).str()
+                : formatv("@dot{0}_{1}_{2}", vw, eltName(weight), length).str();
+  if (helperText.count(name))
+    return name;
+  auto loads = [&](int q) {
+    std::string i = num(q);
+    return "      " +
+           subst(step.loadX, {{"V", "x" + i}, {"I", "x" + i + "i"}}) +
+           "\n      " +
+           subst(step.loadW,
+                 {{"V", "w" + i}, {"I", "w" + i + "i"}, {"M", "w"}}) +
+           "\n";
+  };
+  auto madd = [&](const std::string &r, const std::string &a,
+                  const std::string &x, const std::string &w) {
+    return "      " +
+           subst(step.multiplyAdd, {{"R", r}, {"A", a}, {"X", x}, {"WV", w}}) +
+           "\n";
+  };
+  std::string text =
+      R"(
+  func.func private $NAME(%x: memref<?x$XE>, %xo: index, %w: memref<?x$W>, %wo: index) -> f32 $INTERNAL {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c8 = arith.constant $S : index
+    %c16 = arith.constant $S2 : index
+    %c24 = arith.constant $S3 : index
+    %c32 = arith.constant $S4 : index
     %k32 = arith.constant $K32 : index
     %k8 = arith.constant $K8 : index
     %kk = arith.constant $K : index
@@ -211,19 +342,11 @@ std::string KernelLibrary::dot(Elt weight, int64_t length) {
       %w2i = arith.addi %w0i, %c16 : index
       %x3i = arith.addi %x0i, %c24 : index
       %w3i = arith.addi %w0i, %c24 : index
-      %x0 = vector.load %x[%x0i] : memref<?xf32>, vector<$VWxf32>
-      %x1 = vector.load %x[%x1i] : memref<?xf32>, vector<$VWxf32>
-      %x2 = vector.load %x[%x2i] : memref<?xf32>, vector<$VWxf32>
-      %x3 = vector.load %x[%x3i] : memref<?xf32>, vector<$VWxf32>
-      %w0 = func.call @ld$VW_$W(%w, %w0i) : (memref<?x$W>, index) -> vector<$VWxf32>
-      %w1 = func.call @ld$VW_$W(%w, %w1i) : (memref<?x$W>, index) -> vector<$VWxf32>
-      %w2 = func.call @ld$VW_$W(%w, %w2i) : (memref<?x$W>, index) -> vector<$VWxf32>
-      %w3 = func.call @ld$VW_$W(%w, %w3i) : (memref<?x$W>, index) -> vector<$VWxf32>
-      %r0 = vector.fma %x0, %w0, %a0 : vector<$VWxf32>
-      %r1 = vector.fma %x1, %w1, %a1 : vector<$VWxf32>
-      %r2 = vector.fma %x2, %w2, %a2 : vector<$VWxf32>
-      %r3 = vector.fma %x3, %w3, %a3 : vector<$VWxf32>
-      scf.yield %r0, %r1, %r2, %r3 : vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>
+)" + loads(0) +
+      loads(1) + loads(2) + loads(3) + madd("r0", "a0", "x0", "w0") +
+      madd("r1", "a1", "x1", "w1") + madd("r2", "a2", "x2", "w2") +
+      madd("r3", "a3", "x3", "w3") +
+      R"(      scf.yield %r0, %r1, %r2, %r3 : vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>
     }
     %s01 = arith.addf %a#0, %a#1 : vector<$VWxf32>
     %s23 = arith.addf %a#2, %a#3 : vector<$VWxf32>
@@ -231,102 +354,46 @@ std::string KernelLibrary::dot(Elt weight, int64_t length) {
     %b = scf.for %k = %k32 to %k8 step %c8 iter_args(%acc = %s) -> (vector<$VWxf32>) {
       %xi = arith.addi %xo, %k : index
       %wi = arith.addi %wo, %k : index
-      %xv = vector.load %x[%xi] : memref<?xf32>, vector<$VWxf32>
-      %wv = func.call @ld$VW_$W(%w, %wi) : (memref<?x$W>, index) -> vector<$VWxf32>
-      %r = vector.fma %xv, %wv, %acc : vector<$VWxf32>
-      scf.yield %r : vector<$VWxf32>
+      )" +
+      subst(step.loadX, {{"V", "xv"}, {"I", "xi"}}) + "\n      " +
+      subst(step.loadW, {{"V", "wv"}, {"I", "wi"}, {"M", "w"}}) + "\n" +
+      madd("r", "acc", "xv", "wv") + R"(      scf.yield %r : vector<$VWxf32>
     }
     %red = vector.reduction <add>, %b : vector<$VWxf32> into f32
     %t = scf.for %k = %k8 to %kk step %c1 iter_args(%acc = %red) -> (f32) {
       %xi = arith.addi %xo, %k : index
       %wi = arith.addi %wo, %k : index
-      %xv = memref.load %x[%xi] : memref<?xf32>
+      )" +
+      subst(step.loadXScalar, {{"V", "xv"}, {"I", "xi"}}) + R"(
       %wv = func.call @ld_$W(%w, %wi) : (memref<?x$W>, index) -> f32
       %r = math.fma %xv, %wv, %acc : f32
       scf.yield %r : f32
     }
     return %t : f32
   }
-)",
-                           {{"NAME", name},
-                            {"W", eltName(weight)},
-                            {"K32", num(length / (4 * vw) * (4 * vw))},
-                            {"K8", num(length / vw * vw)},
-                            {"K", num(length)},
-                            {"VW", num(vw)},
-                            {"V2", num(2 * vw)},
-                            {"V3", num(3 * vw)},
-                            {"V4", num(4 * vw)}});
+)";
+  int64_t s = step.step;
+  helperText[name] = subst(text, {{"NAME", name},
+                                  {"W", eltName(weight)},
+                                  {"XE", step.xElt},
+                                  {"K32", num(length / (4 * s) * (4 * s))},
+                                  {"K8", num(length / s * s)},
+                                  {"K", num(length)},
+                                  {"VW", num(vw)},
+                                  {"S", num(s)},
+                                  {"S2", num(2 * s)},
+                                  {"S3", num(3 * s)},
+                                  {"S4", num(4 * s)}});
   return name;
 }
 
 // Four dot products of rows x[xo0..3 : + length] with one weight row: each
-// weight vector is loaded once for four tokens (prefill's register blocking).
-std::string KernelLibrary::dot4(Elt weight, int64_t length) {
-  // The same lanes and order as dotTile's, so that a row computes the same
-  // bits through either (ranges of rows may start anywhere).
-  int vw = vectorWidth;
-  std::string name = formatv("@dot4_{0}_{1}", eltName(weight), length).str();
-  if (vw != 8)
-    name += "_v" + num(vw);
-  if (helperText.count(name))
-    return name;
-  helperText[name] = subst(R"(
-  func.func private $NAME(%x: memref<?xf32>, %o0: index, %o1: index, %o2: index, %o3: index, %w: memref<?x$W>, %wo: index) -> (f32, f32, f32, f32) $INTERNAL {
-    %c0 = arith.constant 0 : index
-    %c1 = arith.constant 1 : index
-    %c8 = arith.constant $VW : index
-    %k8 = arith.constant $K8 : index
-    %kk = arith.constant $K : index
-    %z = arith.constant dense<0.0> : vector<$VWxf32>
-    %a:4 = scf.for %k = %c0 to %k8 step %c8 iter_args(%a0 = %z, %a1 = %z, %a2 = %z, %a3 = %z)
-        -> (vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>) {
-      %wi = arith.addi %wo, %k : index
-      %wv = func.call @ld$VW_$W(%w, %wi) : (memref<?x$W>, index) -> vector<$VWxf32>
-      %i0 = arith.addi %o0, %k : index
-      %i1 = arith.addi %o1, %k : index
-      %i2 = arith.addi %o2, %k : index
-      %i3 = arith.addi %o3, %k : index
-      %x0 = vector.load %x[%i0] : memref<?xf32>, vector<$VWxf32>
-      %x1 = vector.load %x[%i1] : memref<?xf32>, vector<$VWxf32>
-      %x2 = vector.load %x[%i2] : memref<?xf32>, vector<$VWxf32>
-      %x3 = vector.load %x[%i3] : memref<?xf32>, vector<$VWxf32>
-      %r0 = vector.fma %x0, %wv, %a0 : vector<$VWxf32>
-      %r1 = vector.fma %x1, %wv, %a1 : vector<$VWxf32>
-      %r2 = vector.fma %x2, %wv, %a2 : vector<$VWxf32>
-      %r3 = vector.fma %x3, %wv, %a3 : vector<$VWxf32>
-      scf.yield %r0, %r1, %r2, %r3 : vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>
-    }
-    %s0 = vector.reduction <add>, %a#0 : vector<$VWxf32> into f32
-    %s1 = vector.reduction <add>, %a#1 : vector<$VWxf32> into f32
-    %s2 = vector.reduction <add>, %a#2 : vector<$VWxf32> into f32
-    %s3 = vector.reduction <add>, %a#3 : vector<$VWxf32> into f32
-    %t:4 = scf.for %k = %k8 to %kk step %c1 iter_args(%b0 = %s0, %b1 = %s1, %b2 = %s2, %b3 = %s3) -> (f32, f32, f32, f32) {
-      %wi = arith.addi %wo, %k : index
-      %wv = func.call @ld_$W(%w, %wi) : (memref<?x$W>, index) -> f32
-      %i0 = arith.addi %o0, %k : index
-      %i1 = arith.addi %o1, %k : index
-      %i2 = arith.addi %o2, %k : index
-      %i3 = arith.addi %o3, %k : index
-      %x0 = memref.load %x[%i0] : memref<?xf32>
-      %x1 = memref.load %x[%i1] : memref<?xf32>
-      %x2 = memref.load %x[%i2] : memref<?xf32>
-      %x3 = memref.load %x[%i3] : memref<?xf32>
-      %r0 = math.fma %x0, %wv, %b0 : f32
-      %r1 = math.fma %x1, %wv, %b1 : f32
-      %r2 = math.fma %x2, %wv, %b2 : f32
-      %r3 = math.fma %x3, %wv, %b3 : f32
-      scf.yield %r0, %r1, %r2, %r3 : f32, f32, f32, f32
-    }
-    return %t#0, %t#1, %t#2, %t#3 : f32, f32, f32, f32
-  }
-)",
-                           {{"NAME", name},
-                            {"W", eltName(weight)},
-                            {"K8", num(length / vw * vw)},
-                            {"VW", num(vw)},
-                            {"K", num(length)}});
-  return name;
+// weight vector is loaded once for four tokens (prefill's register
+// blocking). A 1 x 4 dotTile: the same lanes and order as a 4 x 4 one, so
+// that a row computes the same bits through either (ranges of rows may
+// start anywhere).
+std::string KernelLibrary::dot4(Elt weight, int64_t length, bool roundedX) {
+  return dotTile(weight, length, 1, 4, roundedX);
 }
 
 std::string KernelLibrary::bodyFunction(const Kernel &kernel) const {
@@ -725,7 +792,7 @@ projectionLoops(const std::string &feature, const char *input,
   std::string block, selects, tail;
   for (const auto &[name, weightBinding] : dots) {
     block += subst(
-        R"(        %q$N:4 = func.call $DOT4($IN, %o0, %o1, %o2, %o3, $WB, %wo) : (memref<?xf32>, index, index, index, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
+        R"(        %q$N:4 = func.call $DOT4($IN, %o0, %o1, %o2, %o3, $WB, %wo) : ($XT, index, index, index, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
 )",
         {{"N", name}, {"IN", input}, {"WB", weightBinding}});
     selects +=
@@ -735,7 +802,7 @@ projectionLoops(const std::string &feature, const char *input,
 )",
               {{"N", name}});
     tail += subst(
-        R"(        %$N = func.call $DOT($IN, %xo, $WB, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+        R"(        %$N = func.call $DOT($IN, %xo, $WB, %wo) : ($XT, index, memref<?x$W>, index) -> f32
 )",
         {{"N", name}, {"IN", input}, {"WB", weightBinding}});
   }
@@ -780,14 +847,16 @@ projectionLoops(const std::string &feature, const char *input,
 // loaded once for all rows and each weight vector once for all four tokens:
 // prefill's register-blocked micro-kernel.
 std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows,
-                                   int tokens) {
+                                   int tokens, bool roundedX) {
   int vw = vectorWidth;
+  DotStep step = dotStep(weight, roundedX);
+  std::string elt = weight == Elt::BF16 && bf16Dot
+                        ? "bfpairs_x" + step.xElt
+                        : std::string(eltName(weight));
   std::string name =
       tokens == 4
-          ? formatv("@dottile{0}_{1}_{2}", rows, eltName(weight), length).str()
-          : formatv("@dottile{0}x{1}_{2}_{3}", rows, tokens, eltName(weight),
-                    length)
-                .str();
+          ? formatv("@dottile{0}_{1}_{2}", rows, elt, length).str()
+          : formatv("@dottile{0}x{1}_{2}_{3}", rows, tokens, elt, length).str();
   if (vw != 8)
     name += "_v" + num(vw);
   if (helperText.count(name))
@@ -800,7 +869,7 @@ std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows,
       out += (i ? separator : "") + subst(pattern, {{"I", num(i)}});
     return out;
   };
-  std::string params = "%x: memref<?xf32>, " +
+  std::string params = "%x: memref<?x" + step.xElt + ">, " +
                        list("%o$I: index", tokens, ", ") + ", " +
                        list("%w$I: memref<?x$W>, %v$I: index", rows, ", ");
   std::string vecTypes = list("vector<$VWxf32>", n, ", ");
@@ -809,26 +878,34 @@ std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows,
                      f32Types + R"() $INTERNAL {
     %c0 = arith.constant 0 : index
     %c1 = arith.constant 1 : index
-    %c8 = arith.constant $VW : index
+    %c8 = arith.constant $S : index
     %k8 = arith.constant $K8 : index
     %kk = arith.constant $K : index
     %z = arith.constant dense<0.0> : vector<$VWxf32>
     %a:$N = scf.for %k = %c0 to %k8 step %c8 iter_args()" +
                      list("%p$I = %z", n, ", ") + ") -> (" + vecTypes + ") {\n";
   for (int j = 0; j < tokens; ++j)
-    text += subst(R"(      %i$J = arith.addi %o$J, %k : index
-      %x$J = vector.load %x[%i$J] : memref<?xf32>, vector<$VWxf32>
-)",
-                  {{"J", num(j)}});
+    text +=
+        "      " +
+        subst("%i$J = arith.addi %o$J, %k : index\n      ", {{"J", num(j)}}) +
+        subst(step.loadX, {{"V", "x" + num(j)}, {"I", "i" + num(j)}}) + "\n";
   for (int r = 0; r < rows; ++r) {
-    text += subst(R"(      %wi$R = arith.addi %v$R, %k : index
-      %wv$R = func.call @ld$VW_$W(%w$R, %wi$R) : (memref<?x$W>, index) -> vector<$VWxf32>
-)",
-                  {{"R", num(r)}});
-    for (int j = 0; j < tokens; ++j)
-      text +=
-          subst("      %r$A = vector.fma %x$J, %wv$R, %p$A : vector<$VWxf32>\n",
-                {{"A", num(r * tokens + j)}, {"J", num(j)}, {"R", num(r)}});
+    text +=
+        "      " +
+        subst("%wi$R = arith.addi %v$R, %k : index\n      ", {{"R", num(r)}}) +
+        subst(
+            step.loadW,
+            {{"V", "wv" + num(r)}, {"I", "wi" + num(r)}, {"M", "w" + num(r)}}) +
+        "\n";
+    for (int j = 0; j < tokens; ++j) {
+      std::string a = num(r * tokens + j);
+      text += "      " +
+              subst(step.multiplyAdd, {{"R", "r" + a},
+                                       {"A", "p" + a},
+                                       {"X", "x" + num(j)},
+                                       {"WV", "wv" + num(r)}}) +
+              "\n";
+    }
   }
   text += "      scf.yield " + list("%r$I", n, ", ") + " : " + vecTypes +
           "\n    }\n";
@@ -838,10 +915,11 @@ std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows,
   text += "    %t:$N = scf.for %k = %k8 to %kk step %c1 iter_args(" +
           list("%b$I = %e$I", n, ", ") + ") -> (" + f32Types + ") {\n";
   for (int j = 0; j < tokens; ++j)
-    text += subst(R"(      %i$J = arith.addi %o$J, %k : index
-      %x$J = memref.load %x[%i$J] : memref<?xf32>
-)",
-                  {{"J", num(j)}});
+    text +=
+        "      " +
+        subst("%i$J = arith.addi %o$J, %k : index\n      ", {{"J", num(j)}}) +
+        subst(step.loadXScalar, {{"V", "x" + num(j)}, {"I", "i" + num(j)}}) +
+        "\n";
   for (int r = 0; r < rows; ++r) {
     text += subst(R"(      %wi$R = arith.addi %v$R, %k : index
       %wv$R = func.call @ld_$W(%w$R, %wi$R) : (memref<?x$W>, index) -> f32
@@ -857,8 +935,9 @@ std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows,
   helperText[name] = subst(text, {{"NAME", name},
                                   {"N", num(n)},
                                   {"W", eltName(weight)},
-                                  {"K8", num(length / vw * vw)},
+                                  {"K8", num(length / step.step * step.step)},
                                   {"VW", num(vw)},
+                                  {"S", num(step.step)},
                                   {"K", num(length)}});
   return name;
 }
@@ -909,7 +988,8 @@ static std::string blockedRows(int64_t step, const std::string &stride,
 
 // Work: output features N (each reads its weight row once for all tokens,
 // four tokens per weight load). y[t, n] = x[t, :] . w[n, :] (+ bias[n])
-unsigned KernelLibrary::linear(Elt weight, int64_t in, int64_t out, bool bias) {
+unsigned KernelLibrary::linear(Elt weight, int64_t in, int64_t out, bool bias,
+                               bool roundedX) {
   std::string store = R"(        %y = arith.addf %d, %bias : f32
         %tn = arith.muli %t, %N : index
         %yo = arith.addi %tn, %n : index
@@ -924,7 +1004,7 @@ unsigned KernelLibrary::linear(Elt weight, int64_t in, int64_t out, bool bias) {
         %v1 = arith.addi %v0, %K : index
         %v2 = arith.addi %v1, %K : index
         %v3 = arith.addi %v2, %K : index
-        %z:16 = func.call $TILE(%b0, %o0, %o1, %o2, %o3, %b1, %v0, %b1, %v1, %b1, %v2, %b1, %v3) : (memref<?xf32>, index, index, index, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> ($F16)
+        %z:16 = func.call $TILE(%b0, %o0, %o1, %o2, %o3, %b1, %v0, %b1, %v1, %b1, %v2, %b1, %v3) : ($XT, index, index, index, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> ($F16)
 )";
   std::string blockStore, tokenTail;
   auto rowConstant = [](int r) {
@@ -945,7 +1025,7 @@ $BIASR)",
     blockStore += row;
     tokenTail += subst(R"(        %n$R = arith.addi %r0, $CR : index
 $BIASR        %xo$R = arith.muli %t, %K : index
-        %d$R = func.call $DOT(%b0, %xo$R, %b1, %v$R) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+        %d$R = func.call $DOT(%b0, %xo$R, %b1, %v$R) : ($XT, index, memref<?x$W>, index) -> f32
         %y$R = arith.addf %d$R, %bias$R : f32
         %tn$R = arith.muli %t, %N : index
         %yo$R = arith.addi %tn$R, %n$R : index
@@ -978,13 +1058,14 @@ $BIASR        %xo$R = arith.muli %t, %K : index
 )" + blockedRows(4, "%K", tile, blockStore, tokenTail) +
       projectionLoops("n", "%b0", {{"d", "%b1"}}, preamble, store, "%rowEnd");
   body = subst(body, {{"K", num(in)},
-                      {"TILE", dotTile(weight, in, 4)},
+                      {"TILE", dotTile(weight, in, 4, 4, roundedX)},
                       {"F16", kSixteenF32},
                       {"N", num(out)},
                       {"STRIDE", "%K"},
-                      {"DOT4", dot4(weight, in)},
-                      {"DOT", dot(weight, in)},
+                      {"DOT4", dot4(weight, in, roundedX)},
+                      {"DOT", dot(weight, in, roundedX)},
                       {"W", eltName(weight)},
+                      {"XT", xType(roundedX)},
                       {"OUT", bias ? "3" : "2"}});
   // GPU: a warp per output feature, the tokens one after another (the
   // row stays in cache).
@@ -1011,9 +1092,10 @@ $BIAS      scf.for %t = %c0 to %T step %c1 {
                                 {"WDOT", warpDot(weight, in)},
                                 {"W", eltName(weight)},
                                 {"OUT", bias ? "3" : "2"}});
+  Elt x = roundedX ? Elt::BF16 : Elt::F32;
   if (bias)
-    return add(body, {Elt::F32, weight, Elt::F32, Elt::F32}, body, warpBody);
-  return add(body, {Elt::F32, weight, Elt::F32}, body, warpBody);
+    return add(body, {x, weight, Elt::F32, Elt::F32}, body, warpBody);
+  return add(body, {x, weight, Elt::F32}, body, warpBody);
 }
 
 // Work: output features N. y[0, n] = x[T - 1, :] . w[n, :] (+ bias[n])
@@ -1043,7 +1125,8 @@ $BIAS      %y = arith.addf %d, %bias : f32
 }
 
 // Work: intermediate features I. h[t, i] = silu(x.g[i]) * (x.u[i])
-unsigned KernelLibrary::gateUp(Elt weight, int64_t hidden, int64_t inter) {
+unsigned KernelLibrary::gateUp(Elt weight, int64_t hidden, int64_t inter,
+                               bool roundedX) {
   std::string store = R"(        %a = func.call @silu(%g) : (f32) -> f32
         %h = arith.mulf %a, %u : f32
         %ti = arith.muli %t, %I : index
@@ -1059,7 +1142,7 @@ unsigned KernelLibrary::gateUp(Elt weight, int64_t hidden, int64_t inter) {
 )";
   std::string tile =
       offsets +
-      R"(        %z:16 = func.call $TILE(%b0, %o0, %o1, %o2, %o3, %b1, %v0, %b1, %v1, %b2, %v0, %b2, %v1) : (memref<?xf32>, index, index, index, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> ($F16)
+      R"(        %z:16 = func.call $TILE(%b0, %o0, %o1, %o2, %o3, %b1, %v0, %b1, %v1, %b2, %v0, %b2, %v1) : ($XT, index, index, index, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> ($F16)
 )";
   std::string blockStore, tokenTail = offsets;
   for (int d = 0; d < 2; ++d) {
@@ -1078,8 +1161,8 @@ unsigned KernelLibrary::gateUp(Elt weight, int64_t hidden, int64_t inter) {
                  {"U", num((2 + d) * 4 + j)},
                  {"FEATURE", feature}});
     tokenTail += subst(R"(        %xo$Q = arith.muli %t, %H : index
-        %g$Q = func.call $DOT(%b0, %xo$Q, %b1, %v$Q) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
-        %u$Q = func.call $DOT(%b0, %xo$Q, %b2, %v$Q) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+        %g$Q = func.call $DOT(%b0, %xo$Q, %b1, %v$Q) : ($XT, index, memref<?x$W>, index) -> f32
+        %u$Q = func.call $DOT(%b0, %xo$Q, %b2, %v$Q) : ($XT, index, memref<?x$W>, index) -> f32
         %a$Q = func.call @silu(%g$Q) : (f32) -> f32
         %h$Q = arith.mulf %a$Q, %u$Q : f32
         %ti$Q = arith.muli %t, %I : index
@@ -1094,13 +1177,14 @@ unsigned KernelLibrary::gateUp(Elt weight, int64_t hidden, int64_t inter) {
                      projectionLoops("i", "%b0", {{"g", "%b1"}, {"u", "%b2"}},
                                      "", store, "%rowEnd");
   body = subst(body, {{"H", num(hidden)},
-                      {"TILE", dotTile(weight, hidden, 4)},
+                      {"TILE", dotTile(weight, hidden, 4, 4, roundedX)},
                       {"F16", kSixteenF32},
                       {"I", num(inter)},
                       {"STRIDE", "%H"},
-                      {"DOT4", dot4(weight, hidden)},
-                      {"DOT", dot(weight, hidden)},
-                      {"W", eltName(weight)}});
+                      {"DOT4", dot4(weight, hidden, roundedX)},
+                      {"DOT", dot(weight, hidden, roundedX)},
+                      {"W", eltName(weight)},
+                      {"XT", xType(roundedX)}});
   std::string warpBody = subst(R"(      %H = arith.constant $H : index
       %I = arith.constant $I : index
       %wo = arith.muli %item, %H : index
@@ -1121,7 +1205,8 @@ unsigned KernelLibrary::gateUp(Elt weight, int64_t hidden, int64_t inter) {
                                 {"I", num(inter)},
                                 {"WDOT", warpDot(weight, hidden)},
                                 {"W", eltName(weight)}});
-  return add(body, {Elt::F32, weight, weight, Elt::F32}, body, warpBody);
+  return add(body, {roundedX ? Elt::BF16 : Elt::F32, weight, weight, Elt::F32},
+             body, warpBody);
 }
 
 // Work: T * K * I items (t, k, i). h[t, k, i] = silu(G[e] x) * (U[e] x),
@@ -1415,7 +1500,7 @@ static std::string groupedExpertLoop(const char *block, int64_t experts,
 // (x[t].u[e, i]) for slot s = t * K + k. Needs an even I.
 unsigned KernelLibrary::groupedGateUp(Elt weight, int64_t hidden, int64_t inter,
                                       int64_t experts, int64_t topK,
-                                      bool packed) {
+                                      bool packed, bool roundedX) {
   // Packed: the up rows are binding 2's, I H after the gate rows.
   std::string four;
   for (int j = 0; j < 4; ++j)
@@ -1424,7 +1509,7 @@ unsigned KernelLibrary::groupedGateUp(Elt weight, int64_t hidden, int64_t inter,
 )",
                   {{"J", num(j)}});
   four +=
-      R"(        %z:16 = func.call $TILE(%b0, %o0, %o1, %o2, %o3, %b2, %w0, %b2, %w1, $UPB, %uw0, $UPB, %uw1) : (memref<?xf32>, index, index, index, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> ($F16)
+      R"(        %z:16 = func.call $TILE(%b0, %o0, %o1, %o2, %o3, %b2, %w0, %b2, %w1, $UPB, %uw0, $UPB, %uw1) : ($XT, index, index, index, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> ($F16)
 )";
   std::string one = R"(        %t = arith.divui %s, %K : index
         %xo = arith.muli %t, %H : index
@@ -1443,8 +1528,8 @@ unsigned KernelLibrary::groupedGateUp(Elt weight, int64_t hidden, int64_t inter,
                      {"G", num(q * 4 + j)},
                      {"U", num((2 + q) * 4 + j)}});
     one += subst(
-        R"(        %g$Q = func.call $DOT(%b0, %xo, %b2, %w$Q) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
-        %u$Q = func.call $DOT(%b0, %xo, $UPB, %uw$Q) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+        R"(        %g$Q = func.call $DOT(%b0, %xo, %b2, %w$Q) : ($XT, index, memref<?x$W>, index) -> f32
+        %u$Q = func.call $DOT(%b0, %xo, $UPB, %uw$Q) : ($XT, index, memref<?x$W>, index) -> f32
         %a$Q = func.call @silu(%g$Q) : (f32) -> f32
         %h$Q = arith.mulf %a$Q, %u$Q : f32
         %ho$Q = arith.addi %si, %i$Q : index
@@ -1475,20 +1560,22 @@ unsigned KernelLibrary::groupedGateUp(Elt weight, int64_t hidden, int64_t inter,
                             {"IHU", num(inter * hidden)},
                             {"UPB", packed ? "%b2" : "%b3"},
                             {"HB", packed ? "%b3" : "%b4"},
-                            {"TILE", dotTile(weight, hidden, 4)},
+                            {"TILE", dotTile(weight, hidden, 4, 4, roundedX)},
                             {"F16", kSixteenF32},
-                            {"DOT", dot(weight, hidden)},
-                            {"W", eltName(weight)}});
+                            {"DOT", dot(weight, hidden, roundedX)},
+                            {"W", eltName(weight)},
+                            {"XT", xType(roundedX)}});
+  Elt x = roundedX ? Elt::BF16 : Elt::F32;
   if (packed)
-    return add(body, {Elt::F32, Elt::I32, weight, Elt::F32}, body);
-  return add(body, {Elt::F32, Elt::I32, weight, weight, Elt::F32}, body);
+    return add(body, {x, Elt::I32, weight, Elt::F32}, body);
+  return add(body, {x, Elt::I32, weight, weight, Elt::F32}, body);
 }
 
 // Work: E * H / 4 items (expert e, output features j0 = 4 b .. j0 + 3), each
 // over the tokens that chose e: y[s, j] = D[e][j, :] . h[s, :] for slot s
 // (combined per token by expertsCombine). Needs H divisible by 4.
 unsigned KernelLibrary::groupedDown(Elt weight, int64_t hidden, int64_t inter,
-                                    int64_t experts) {
+                                    int64_t experts, bool roundedX) {
   std::string four;
   for (int j = 0; j < 4; ++j)
     four += subst(R"(        %ho$J = arith.muli %s$J, %I : index
@@ -1496,7 +1583,7 @@ unsigned KernelLibrary::groupedDown(Elt weight, int64_t hidden, int64_t inter,
 )",
                   {{"J", num(j)}});
   four +=
-      R"(        %z:16 = func.call $TILE(%b0, %ho0, %ho1, %ho2, %ho3, %b2, %w0, %b2, %w1, %b2, %w2, %b2, %w3) : (memref<?xf32>, index, index, index, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> ($F16)
+      R"(        %z:16 = func.call $TILE(%b0, %ho0, %ho1, %ho2, %ho3, %b2, %w0, %b2, %w1, %b2, %w2, %b2, %w3) : ($XT, index, index, index, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> ($F16)
 )";
   std::string one = R"(        %ho = arith.muli %s, %I : index
         %sh = arith.muli %s, %H : index
@@ -1508,7 +1595,7 @@ unsigned KernelLibrary::groupedDown(Elt weight, int64_t hidden, int64_t inter,
 )",
                     {{"R", num(r)}, {"J", num(j)}, {"A", num(r * 4 + j)}});
     one += subst(
-        R"(        %d$R = func.call $DOT(%b0, %ho, %b2, %w$R) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+        R"(        %d$R = func.call $DOT(%b0, %ho, %b2, %w$R) : ($XT, index, memref<?x$W>, index) -> f32
         %yo$R = arith.addi %sh, %j$R : index
         memref.store %d$R, %b3[%yo$R] : memref<?xf32>
 )",
@@ -1532,11 +1619,14 @@ unsigned KernelLibrary::groupedDown(Elt weight, int64_t hidden, int64_t inter,
                            {{"H", num(hidden)},
                             {"I", num(inter)},
                             {"HI", num(hidden * inter)},
-                            {"TILE", dotTile(weight, inter, 4)},
+                            {"TILE", dotTile(weight, inter, 4, 4, roundedX)},
                             {"F16", kSixteenF32},
-                            {"DOT", dot(weight, inter)},
-                            {"W", eltName(weight)}});
-  return add(body, {Elt::F32, Elt::I32, weight, Elt::F32}, body);
+                            {"DOT", dot(weight, inter, roundedX)},
+                            {"W", eltName(weight)},
+                            {"XT", xType(roundedX)}});
+  return add(body,
+             {roundedX ? Elt::BF16 : Elt::F32, Elt::I32, weight, Elt::F32},
+             body);
 }
 
 // Work: T * H items (t, j). y[t, j] = sum_k w[t, k] * ys[t * K + k, j], in
@@ -1970,8 +2060,9 @@ unsigned KernelLibrary::normLinear(const NormPrologue &norm, Elt weight,
   std::string four;
   for (int r = 0; r < 4; ++r)
     four += subst(store("%r" + num(r), "%z" + num(r)), {{"V", num(r)}});
+  XOperand x = singleTokenX(weight, "%nx", "%c0", norm.hidden);
   std::string body =
-      normPrologue(norm) + R"(    %IN = arith.constant $IN : index
+      normPrologue(norm) + x.prepare + R"(    %IN = arith.constant $IN : index
     %lc4 = arith.constant 4 : index
     %lspan = arith.subi %end, %begin : index
     %lblocks = arith.divui %lspan, %lc4 : index
@@ -1985,14 +2076,14 @@ unsigned KernelLibrary::normLinear(const NormPrologue &norm, Elt weight,
       %w1 = arith.addi %w0, %IN : index
       %w2 = arith.addi %w1, %IN : index
       %w3 = arith.addi %w2, %IN : index
-      %z0 = func.call $DOT(%nx, %c0, %b$BW, %w0) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
-      %z1 = func.call $DOT(%nx, %c0, %b$BW, %w1) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
-      %z2 = func.call $DOT(%nx, %c0, %b$BW, %w2) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
-      %z3 = func.call $DOT(%nx, %c0, %b$BW, %w3) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+      %z0 = func.call $DOT($XV, $XO, %b$BW, %w0) : ($XT, index, memref<?x$W>, index) -> f32
+      %z1 = func.call $DOT($XV, $XO, %b$BW, %w1) : ($XT, index, memref<?x$W>, index) -> f32
+      %z2 = func.call $DOT($XV, $XO, %b$BW, %w2) : ($XT, index, memref<?x$W>, index) -> f32
+      %z3 = func.call $DOT($XV, $XO, %b$BW, %w3) : ($XT, index, memref<?x$W>, index) -> f32
 $FOUR    }
     scf.for %item = %lmid to %end step %c1 {
       %wo = arith.muli %item, %IN : index
-      %d = func.call $DOT(%nx, %c0, %b$BW, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+      %d = func.call $DOT($XV, $XO, %b$BW, %wo) : ($XT, index, memref<?x$W>, index) -> f32
 $ONE    }
 )";
   body = subst(body, {{"FOUR", four},
@@ -2000,8 +2091,11 @@ $ONE    }
                       {"IN", num(norm.hidden)},
                       {"BW", num(first)},
                       {"BY", num(first + 1 + bias)},
-                      {"DOT", dot(weight, norm.hidden)},
-                      {"W", eltName(weight)}});
+                      {"DOT", dot(weight, norm.hidden, x.rounded())},
+                      {"W", eltName(weight)},
+                      {"XV", x.value},
+                      {"XT", x.type},
+                      {"XO", x.offset}});
   llvm::SmallVector<Elt, 8> bindings = normBindings(norm);
   bindings.push_back(weight);
   if (bias)
@@ -2015,10 +2109,11 @@ $ONE    }
 // h[%hi0] and h[%hi1] = silu(g) * u into `h`; `tile` is the 4x1 dotTile of
 // weight type `w`.
 static std::string swigluPair(const std::string &tile, Elt w,
+                              const KernelLibrary::XOperand &x,
                               const std::string &gate, const std::string &up,
                               const std::string &h) {
   return subst(
-      R"(      %z:4 = func.call $TILE(%nx, %c0, $GB, %w0, $GB, %w1, $UB, %u0, $UB, %u1) : (memref<?xf32>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
+      R"(      %z:4 = func.call $TILE($XV, $XO, $GB, %w0, $GB, %w1, $UB, %u0, $UB, %u1) : ($XT, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
       %a0 = func.call @silu(%z#0) : (f32) -> f32
       %h0 = arith.mulf %a0, %z#2 : f32
       %a1 = func.call @silu(%z#1) : (f32) -> f32
@@ -2026,14 +2121,23 @@ static std::string swigluPair(const std::string &tile, Elt w,
       memref.store %h0, $HB[%hi0] : memref<?xf32>
       memref.store %h1, $HB[%hi1] : memref<?xf32>
 )",
-      {{"GB", gate}, {"UB", up}, {"HB", h}, {"TILE", tile}, {"W", eltName(w)}});
+      {{"GB", gate},
+       {"UB", up},
+       {"HB", h},
+       {"TILE", tile},
+       {"W", eltName(w)},
+       {"XV", x.value},
+       {"XT", x.type},
+       {"XO", x.offset}});
 }
 
 unsigned KernelLibrary::normGateUp(const NormPrologue &norm, Elt weight,
                                    int64_t inter) {
   unsigned first = norm.bindings();
+  XOperand x = singleTokenX(weight, "%nx", "%c0", norm.hidden);
+  std::string tile = dotTile(weight, norm.hidden, 4, 1, x.rounded());
   std::string body =
-      normPrologue(norm) +
+      normPrologue(norm) + x.prepare +
       subst(R"(    %GH = arith.constant $H : index
     %gc2 = arith.constant 2 : index
     scf.for %item = %begin to %end step %c1 {
@@ -2047,12 +2151,9 @@ unsigned KernelLibrary::normGateUp(const NormPrologue &norm, Elt weight,
       %hi1 = arith.addi %i1, %c0 : index
 $PAIR    }
 )",
-            {{"PAIR", swigluPair(dotTile(weight, norm.hidden, 4, 1), weight,
-                                 "%b" + num(first), "%b" + num(first + 1),
-                                 "%b" + num(first + 2))},
-             {"H", num(norm.hidden)},
-             {"TILE", dotTile(weight, norm.hidden, 4, 1)},
-             {"W", eltName(weight)}});
+            {{"PAIR", swigluPair(tile, weight, x, "%b" + num(first),
+                                 "%b" + num(first + 1), "%b" + num(first + 2))},
+             {"H", num(norm.hidden)}});
   llvm::SmallVector<Elt, 8> bindings = normBindings(norm);
   bindings.append({weight, weight, Elt::F32});
   return add(body, bindings, body);
@@ -2068,14 +2169,16 @@ unsigned KernelLibrary::routedGateUp(const RouterSpec &spec,
   std::string route =
       routerText(spec, "%lg", spec.bias ? "%b" + num(router + 1) : "%lg", "%rw",
                  "%ri", "%c0", "%c1");
-  std::string body = normPrologue(norm) +
+  XOperand x = singleTokenX(weight, "%nx", "%c0", hidden);
+  std::string tile = dotTile(weight, hidden, 4, 1, x.rounded());
+  std::string body = normPrologue(norm) + x.prepare +
                      subst(R"(    %LROWS = arith.constant $ROWS : index
     %LH = arith.constant $H : index
     %lga = memref.alloca() : memref<$ROWSxf32>
     %lg = memref.cast %lga : memref<$ROWSxf32> to memref<?xf32>
     scf.for %r = %c0 to %LROWS step %c1 {
       %ro = arith.muli %r, %LH : index
-      %l = func.call $RDOT(%nx, %c0, %b$BR, %ro) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+      %l = func.call $RDOT($XV, $XO, %b$BR, %ro) : ($XT, index, memref<?x$W>, index) -> f32
       memref.store %l, %lg[%r] : memref<?xf32>
     }
     %rwa = memref.alloca() : memref<$SLOTSxf32>
@@ -2086,9 +2189,12 @@ unsigned KernelLibrary::routedGateUp(const RouterSpec &spec,
                            {{"ROWS", num(rows)},
                             {"H", num(hidden)},
                             {"BR", num(router)},
-                            {"RDOT", dot(weight, hidden)},
+                            {"RDOT", dot(weight, hidden, x.rounded())},
                             {"SLOTS", num(slots)},
-                            {"W", eltName(weight)}}) +
+                            {"W", eltName(weight)},
+                            {"XV", x.value},
+                            {"XT", x.type},
+                            {"XO", x.offset}}) +
                      route + R"(    %first = arith.cmpi eq, %begin, %c0 : index
     scf.if %first {
       scf.for %k = %c0 to %KS step %c1 {
@@ -2121,19 +2227,16 @@ unsigned KernelLibrary::routedGateUp(const RouterSpec &spec,
       %hi1 = arith.addi %hi0, %c1 : index
 $PAIR    }
 )";
-  body =
-      subst(body, {{"PAIR", swigluPair(dotTile(weight, hidden, 4, 1), weight,
-                                       "%b" + num(out + 2), "%b" + num(out + 2),
-                                       "%b" + num(out + 3))},
-                   {"BW", num(out)},
-                   {"BI", num(out + 1)},
-                   {"H", num(hidden)},
-                   {"I", num(inter)},
-                   {"IP", num(inter / 2)},
-                   {"EGU", num(2 * inter * hidden)},
-                   {"IHU", num(inter * hidden)},
-                   {"TILE", dotTile(weight, hidden, 4, 1)},
-                   {"W", eltName(weight)}});
+  body = subst(body,
+               {{"PAIR", swigluPair(tile, weight, x, "%b" + num(out + 2),
+                                    "%b" + num(out + 2), "%b" + num(out + 3))},
+                {"BW", num(out)},
+                {"BI", num(out + 1)},
+                {"H", num(hidden)},
+                {"I", num(inter)},
+                {"IP", num(inter / 2)},
+                {"EGU", num(2 * inter * hidden)},
+                {"IHU", num(inter * hidden)}});
   llvm::SmallVector<Elt, 8> bindings = normBindings(norm);
   bindings.push_back(weight);
   if (spec.bias)
@@ -2147,7 +2250,9 @@ unsigned KernelLibrary::routedDown(Elt weight, int64_t hidden, int64_t inter,
   // Slot-major: a range streams its block of each selected expert's rows
   // in turn (long contiguous reads, as the token-grouped kernels do), the
   // weighted sums kept in a scratch row until all slots are in.
+  XOperand x = singleTokenX(weight, "%b0", "%c0", slots * inter);
   std::string body =
+      x.prepare +
       subst(R"(    %c4 = arith.constant 4 : index
     %I = arith.constant $I : index
     %HI = arith.constant $HI : index
@@ -2174,7 +2279,7 @@ unsigned KernelLibrary::routedDown(Elt weight, int64_t hidden, int64_t inter,
         %w1 = arith.addi %w0, %I : index
         %w2 = arith.addi %w1, %I : index
         %w3 = arith.addi %w2, %I : index
-        %d:4 = func.call $TILE(%b0, %ho, %b3, %w0, %b3, %w1, %b3, %w2, %b3, %w3) : (memref<?xf32>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
+        %d:4 = func.call $TILE($XV, %ho, %b3, %w0, %b3, %w1, %b3, %w2, %b3, %w3) : ($XT, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index, memref<?x$W>, index) -> (f32, f32, f32, f32)
 $ACCUMULATE      }
     }
     scf.for %j = %jb to %je step %c1 {
@@ -2198,8 +2303,10 @@ $ACCUMULATE      }
                       {{"R", num(r)}});
                 return text;
               }()},
-             {"TILE", dotTile(weight, inter, 4, 1)},
-             {"W", eltName(weight)}});
+             {"TILE", dotTile(weight, inter, 4, 1, x.rounded())},
+             {"W", eltName(weight)},
+             {"XV", x.value},
+             {"XT", x.type}});
   return add(body, {Elt::F32, Elt::F32, Elt::I32, weight, Elt::F32}, body);
 }
 

@@ -46,10 +46,17 @@ public:
   unsigned addRmsNorm(int64_t hidden, double eps);
   unsigned elementwise(llvm::StringRef op /*addf|mulf*/);
   unsigned sigmoidGate(int64_t hidden);
-  unsigned linear(Elt weight, int64_t in, int64_t out, bool bias);
+  /// `roundedX` (with setBf16Dot, bf16 weights): x is bf16, rounded by a
+  /// roundRows dispatch before (prefill), instead of f32 rounded in every
+  /// dot product; here and in gateUp, groupedGateUp and groupedDown.
+  unsigned linear(Elt weight, int64_t in, int64_t out, bool bias,
+                  bool roundedX = false);
+  /// y[r, :] = x[r, :] rounded to bf16; one item per row of `length`.
+  unsigned roundRows(int64_t length);
   /// linear of the last token only: y[0, n] = x[T - 1, :] . w[n, :].
   unsigned lastRowLinear(Elt weight, int64_t in, int64_t out, bool bias);
-  unsigned gateUp(Elt weight, int64_t hidden, int64_t inter);
+  unsigned gateUp(Elt weight, int64_t hidden, int64_t inter,
+                  bool roundedX = false);
   /// `packed`: one binding [E, 2 I, H] holds each expert's gate rows then
   /// its up rows (moe.fused_moe) instead of separate gate and up stacks.
   unsigned expertsGateUp(Elt weight, int64_t hidden, int64_t inter,
@@ -62,9 +69,10 @@ public:
   /// expertsCombine weights and sums the per-slot outputs.
   unsigned expertsGroup(int64_t experts, int64_t topK);
   unsigned groupedGateUp(Elt weight, int64_t hidden, int64_t inter,
-                         int64_t experts, int64_t topK, bool packed = false);
+                         int64_t experts, int64_t topK, bool packed = false,
+                         bool roundedX = false);
   unsigned groupedDown(Elt weight, int64_t hidden, int64_t inter,
-                       int64_t experts);
+                       int64_t experts, bool roundedX = false);
   unsigned expertsCombine(int64_t hidden, int64_t topK);
   struct RouterSpec {
     int64_t experts, topK;
@@ -157,6 +165,11 @@ public:
   /// for targets with AVX-512, whose 512-bit units do twice the work per
   /// instruction. Set before any kernel is requested.
   void setVectorWidth(int lanes) { vectorWidth = lanes; }
+  /// bf16 weights meet activations rounded to bf16 in the dot products
+  /// (AVX512-BF16 `vdpbf16ps`, two products per f32 lane, f32 sums) instead
+  /// of being widened to f32. Needs 16 lanes. Set before any kernel.
+  void setBf16Dot(bool enable) { bf16Dot = enable; }
+  bool usesBf16Dot() const { return bf16Dot; }
 
   /// Kernel names in index order ("k0", "k1", ...).
   std::vector<std::string> names() const;
@@ -166,6 +179,13 @@ public:
   /// ABI of docs/artifact.md), and their launch geometry in index order.
   std::string gpuModuleText() const;
   std::vector<KernelLaunch> launches() const;
+
+  /// The x operand of a single-token kernel's dot products (singleTokenX):
+  /// text that prepares it, its SSA value, memref type and offset.
+  struct XOperand {
+    std::string prepare, value, type, offset;
+    bool rounded() const { return type != "memref<?xf32>"; }
+  };
 
 private:
   /// `warpBody`, when given, is the kernel's CUDA form: one warp per work
@@ -197,16 +217,40 @@ private:
   std::vector<Kernel> kernels;
   llvm::StringMap<unsigned> byKey;
   int vectorWidth = 8;
+  bool bf16Dot = false;
   // Shared helper functions (dot products) requested by kernels.
   llvm::StringMap<std::string> helperText;
   // GPU-only helpers (warp reductions), emitted in the gpu.module alone.
   llvm::StringMap<std::string> gpuHelperText;
   std::vector<std::string> globals;
 
-  std::string dot(Elt weight, int64_t length);
-  std::string dot4(Elt weight, int64_t length);
+  std::string dot(Elt weight, int64_t length, bool roundedX = false);
+  std::string dot4(Elt weight, int64_t length, bool roundedX = false);
+  /// The memref type of x in the helpers' calls.
+  std::string xType(bool roundedX) const;
   /// `rows` weight rows against `tokens` (4 or 1) rows of x.
-  std::string dotTile(Elt weight, int64_t length, int rows, int tokens = 4);
+  std::string dotTile(Elt weight, int64_t length, int rows, int tokens = 4,
+                      bool roundedX = false);
+  /// How a dot-product helper steps through x (f32) and a weight row:
+  /// `step` elements per accumulator update, with the MLIR text that loads
+  /// x and weight vectors and multiply-accumulates (placeholders %$V value,
+  /// %$I index, %$M weight memref, %$R result, %$A accumulator, %$X / %$WV
+  /// operands), and that loads one x value of the scalar tail.
+  struct DotStep {
+    int64_t step;
+    std::string loadX, loadW, multiplyAdd, loadXScalar;
+    std::string xElt; // x's element type: f32, or bf16 for roundedX
+  };
+  /// Widened weights times f32 x, or (setBf16Dot, bf16 weights) pairs of
+  /// bf16 weights times x rounded to bf16: as it is loaded, or, with
+  /// `roundedX`, x already rounded (a bf16 buffer, see singleTokenX).
+  DotStep dotStep(Elt weight, bool roundedX = false);
+  /// The x operand of a single-token kernel's dot products: `source` at
+  /// `offset` as is, or with bf16 pairs a bf16 copy of its `length` values
+  /// that `prepare` rounds once per work range (pass roundedX = true to the
+  /// helpers then).
+  XOperand singleTokenX(Elt weight, const std::string &source,
+                        const std::string &offset, int64_t length);
   /// The router's body for tokens [tBegin, tEnd), writing the selections'
   /// weights and indices to the memrefs named `weightsOut`/`indicesOut`.
   static std::string
@@ -221,6 +265,8 @@ private:
 /// Whether the CPU named by `--cpu` ("native": this machine) has AVX-512F
 /// (implemented with the LLVM target machine in Codegen.cpp).
 bool cpuHasAvx512(const std::string &cpuOption);
+/// Whether that CPU has AVX512-BF16 (vdpbf16ps).
+bool cpuHasAvx512Bf16(const std::string &cpuOption);
 
 } // namespace moec::cpu
 

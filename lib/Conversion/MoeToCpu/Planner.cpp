@@ -228,6 +228,22 @@ private:
   Elt weightElt() const {
     return options.weightType == WeightType::BF16 ? Elt::BF16 : Elt::F32;
   }
+  /// Prefill with bf16-pair dot products: the activations' rows are rounded
+  /// to bf16 once, by a dispatch of their own, instead of in every dot
+  /// product (a single token's kernels round their row themselves).
+  bool roundsInputs() const {
+    return kernels.usesBf16Dot() && weightElt() == Elt::BF16 && maxTokens > 1;
+  }
+  /// x, or (roundsInputs) its bf16 copy: `perToken` rows of `length`.
+  VirtualBinding roundedInput(VirtualBinding x, int64_t perToken,
+                              int64_t length, Operation *op) {
+    if (!roundsInputs())
+      return x;
+    VirtualBinding rounded =
+        temporary(static_cast<uint64_t>(maxTokens) * perToken * length * 2);
+    dispatch(kernels.roundRows(length), {x, rounded}, perToken, 0, op);
+    return rounded;
+  }
   uint64_t bytesOf(Value value) const {
     auto type = tensorType(value);
     uint64_t count = 1;
@@ -695,9 +711,12 @@ llvm::Error Planner::planOp(Operation *op) {
         lastRow ? kernels.lastRowLinear(weightElt(), in, out,
                                         static_cast<bool>(linear.getBias()))
                 : kernels.linear(weightElt(), in, out,
-                                 static_cast<bool>(linear.getBias()));
-    llvm::SmallVector<VirtualBinding, 4> bindings{input(linear.getInput()),
-                                                  w(linear.getWeight())};
+                                 static_cast<bool>(linear.getBias()),
+                                 roundsInputs());
+    VirtualBinding x = input(linear.getInput());
+    if (!lastRow)
+      x = roundedInput(x, 1, in, op);
+    llvm::SmallVector<VirtualBinding, 4> bindings{x, w(linear.getWeight())};
     if (linear.getBias())
       bindings.push_back(w(linear.getBias()));
     bindings.push_back(output(linear.getResult()));
@@ -716,14 +735,15 @@ llvm::Error Planner::planOp(Operation *op) {
       dispatch(kernels.normGateUp(pending->second.prologue, weightElt(), inter),
                bindings, 0, inter / 2, op);
     } else {
-      VirtualBinding x = input(mlp.getInput());
-      dispatch(kernels.gateUp(weightElt(), hidden, inter),
+      VirtualBinding x = roundedInput(input(mlp.getInput()), 1, hidden, op);
+      dispatch(kernels.gateUp(weightElt(), hidden, inter, roundsInputs()),
                {x, w(mlp.getGateWeight()), w(mlp.getUpWeight()), h}, 0, inter,
                op);
     }
-    dispatch(kernels.linear(weightElt(), inter, hidden, false),
-             {h, w(mlp.getDownWeight()), output(mlp.getResult())}, 0, hidden,
-             op);
+    dispatch(kernels.linear(weightElt(), inter, hidden, false, roundsInputs()),
+             {roundedInput(h, 1, inter, op), w(mlp.getDownWeight()),
+              output(mlp.getResult())},
+             0, hidden, op);
     return llvm::Error::success();
   }
   if (auto router = dyn_cast<moe::RouterOp>(op)) {
@@ -1111,13 +1131,16 @@ void Planner::planExperts(Operation *op, VirtualBinding x,
     VirtualBinding perSlot = temporary(slotCount * hidden * 4);
     dispatch(kernels.expertsGroup(numExperts, slots), {indices, route}, 0, 1,
              op);
+    gateUp[0] = roundedInput(x, 1, hidden, op);
     gateUp[1] = route;
     dispatch(kernels.groupedGateUp(weightElt(), hidden, inter, numExperts,
-                                   slots, packed),
+                                   slots, packed, roundsInputs()),
              gateUp, 0, numExperts * inter / 2, op, share);
-    dispatch(kernels.groupedDown(weightElt(), hidden, inter, numExperts),
-             {h, route, weight(downWeight), perSlot}, 0,
-             numExperts * hidden / 4, op, share);
+    dispatch(
+        kernels.groupedDown(weightElt(), hidden, inter, numExperts,
+                            roundsInputs()),
+        {roundedInput(h, slots, inter, op), route, weight(downWeight), perSlot},
+        0, numExperts * hidden / 4, op, share);
     dispatch(kernels.expertsCombine(hidden, slots),
              {perSlot, routing, output(result)}, hidden, 0, op);
     return;
@@ -1138,6 +1161,26 @@ llvm::Expected<CpuProgram> planCpuProgram(ModuleOp module,
   // thread-per-item bodies keep 8 lanes.
   if (options.cudaChip.empty() && cpuHasAvx512(options.cpu))
     kernels.setVectorWidth(16);
+  using DotActivations = CpuOptions::DotActivations;
+  if (options.dotActivations == DotActivations::BF16) {
+    if (!options.cudaChip.empty())
+      return llvm::createStringError(
+          "--dot-activations=bf16 is for CPU targets (the CUDA kernels "
+          "widen bf16 weights)");
+    if (options.weightType != WeightType::BF16)
+      return llvm::createStringError(
+          "--dot-activations=bf16 applies to bf16 weights; add --dtype=bf16");
+    if (!cpuHasAvx512Bf16(options.cpu))
+      return llvm::createStringError(
+          "--dot-activations=bf16 needs AVX512-BF16, which --cpu=" +
+          options.cpu + " does not have");
+  }
+  program.bf16Dot = options.cudaChip.empty() &&
+                    options.weightType == WeightType::BF16 &&
+                    (options.dotActivations == DotActivations::BF16 ||
+                     (options.dotActivations == DotActivations::Auto &&
+                      cpuHasAvx512Bf16(options.cpu)));
+  kernels.setBf16Dot(program.bf16Dot);
   Planner planner(program, kernels, options);
   for (auto [name, tokens] :
        {std::pair<StringRef, int64_t>{"prefill", options.prefillChunk},
