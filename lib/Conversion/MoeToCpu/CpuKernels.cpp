@@ -2041,7 +2041,7 @@ normBindings(const KernelLibrary::NormPrologue &norm) {
 
 unsigned KernelLibrary::normLinear(const NormPrologue &norm, Elt weight,
                                    int64_t out, bool bias) {
-  unsigned first = norm.bindings();
+  unsigned first = norm.present ? norm.bindings() : 1; // x alone: b0
   // Rows four at a time (four weight streams in flight, each dot with its
   // own four accumulators: the one-token form of `linear`), then one at a
   // time.
@@ -2133,7 +2133,7 @@ static std::string swigluPair(const std::string &tile, Elt w,
 
 unsigned KernelLibrary::normGateUp(const NormPrologue &norm, Elt weight,
                                    int64_t inter) {
-  unsigned first = norm.bindings();
+  unsigned first = norm.present ? norm.bindings() : 1; // x alone: b0
   XOperand x = singleTokenX(weight, "%nx", "%c0", norm.hidden);
   std::string tile = dotTile(weight, norm.hidden, 4, 1, x.rounded());
   std::string body =

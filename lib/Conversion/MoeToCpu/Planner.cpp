@@ -707,6 +707,22 @@ llvm::Error Planner::planOp(Operation *op) {
       dispatches.back().grain = 4;
       return llvm::Error::success();
     }
+    if (maxTokens == 1 && options.cudaChip.empty()) {
+      // One token: the single-token kernel (rows four at a time, x rounded
+      // once per range for bf16 pairs) with no norm in front.
+      llvm::SmallVector<VirtualBinding, 4> bindings{input(linear.getInput()),
+                                                    w(linear.getWeight())};
+      if (linear.getBias())
+        bindings.push_back(w(linear.getBias()));
+      bindings.push_back(output(linear.getResult()));
+      KernelLibrary::NormPrologue none;
+      none.hidden = in;
+      dispatch(kernels.normLinear(none, weightElt(), out,
+                                  static_cast<bool>(linear.getBias())),
+               bindings, 0, out, op);
+      dispatches.back().grain = 4;
+      return llvm::Error::success();
+    }
     unsigned k =
         lastRow ? kernels.lastRowLinear(weightElt(), in, out,
                                         static_cast<bool>(linear.getBias()))
