@@ -692,32 +692,27 @@ llvm::Error Planner::planOp(Operation *op) {
     bool lastRow = options.lastLogitsOnly && maxTokens > 1 &&
                    linear.getResult() == logitsValue;
     lastLogitsOnly |= lastRow;
-    if (auto pending = pendingNorms.find(linear.getInput());
-        pending != pendingNorms.end()) {
-      llvm::SmallVector<VirtualBinding, 8> bindings(
-          pending->second.bindings.begin(), pending->second.bindings.end());
+    // One token (a norm in front or not): the single-token kernel, rows
+    // four at a time from tile boundaries, x rounded once per range for
+    // bf16 pairs.
+    auto pending = pendingNorms.find(linear.getInput());
+    if (pending != pendingNorms.end() ||
+        (maxTokens == 1 && options.cudaChip.empty())) {
+      KernelLibrary::NormPrologue prologue;
+      prologue.hidden = in;
+      llvm::SmallVector<VirtualBinding, 8> bindings;
+      if (pending != pendingNorms.end()) {
+        prologue = pending->second.prologue;
+        bindings.assign(pending->second.bindings.begin(),
+                        pending->second.bindings.end());
+      } else {
+        bindings.push_back(input(linear.getInput()));
+      }
       bindings.push_back(w(linear.getWeight()));
       if (linear.getBias())
         bindings.push_back(w(linear.getBias()));
       bindings.push_back(output(linear.getResult()));
-      dispatch(kernels.normLinear(pending->second.prologue, weightElt(), out,
-                                  static_cast<bool>(linear.getBias())),
-               bindings, 0, out, op);
-      // Rows go through the four-row tile wherever the ranges start.
-      dispatches.back().grain = 4;
-      return llvm::Error::success();
-    }
-    if (maxTokens == 1 && options.cudaChip.empty()) {
-      // One token: the single-token kernel (rows four at a time, x rounded
-      // once per range for bf16 pairs) with no norm in front.
-      llvm::SmallVector<VirtualBinding, 4> bindings{input(linear.getInput()),
-                                                    w(linear.getWeight())};
-      if (linear.getBias())
-        bindings.push_back(w(linear.getBias()));
-      bindings.push_back(output(linear.getResult()));
-      KernelLibrary::NormPrologue none;
-      none.hidden = in;
-      dispatch(kernels.normLinear(none, weightElt(), out,
+      dispatch(kernels.normLinear(prologue, weightElt(), out,
                                   static_cast<bool>(linear.getBias())),
                bindings, 0, out, op);
       dispatches.back().grain = 4;
