@@ -258,6 +258,24 @@ KernelLibrary::DotStep KernelLibrary::dotStep(Elt weight, bool roundedX) {
           "f32"};
 }
 
+KernelLibrary::RoundedRow
+KernelLibrary::roundedLatentRow(Elt weight, const std::string &source,
+                                const std::string &offset, int64_t rank) {
+  if (!(weight == Elt::BF16 && bf16Dot))
+    return {"", "", source, offset, "memref<?xf32>"};
+  helperText["@ldx32_bf16"] = kBf16PairHelpers;
+  return {subst(R"(    %lrba = memref.alloca() : memref<$Rxbf16>
+    %lrb = memref.cast %lrba : memref<$Rxbf16> to memref<?xbf16>
+    %lrbn = arith.constant $R : index
+)",
+                {{"R", num(rank)}}),
+          subst("        func.call @round_row_bf16($SRC, $OFF, %lrb, %c0, "
+                "%lrbn) : (memref<?xf32>, index, memref<?xbf16>, index, "
+                "index) -> ()\n",
+                {{"SRC", source}, {"OFF", offset}}),
+          "%lrb", "%c0", "memref<?xbf16>"};
+}
+
 std::string KernelLibrary::xType(bool roundedX) const {
   return roundedX && bf16Dot ? "memref<?xbf16>" : "memref<?xf32>";
 }
@@ -2704,11 +2722,19 @@ unsigned KernelLibrary::mlaAttentionByToken(Elt weight, int64_t heads,
       {"W", eltName(weight)},
       {"DOTR", dot(Elt::F32, rank)},
       {"DOTP", dot(Elt::F32, rope)},
-      {"DOTW", dot(weight, rank)},
       {"TILED", heads % 4 == 0
                     ? mlaTiledPositions(heads, rank, rope)
                     : "      %tailFrom = arith.addi %c0, %c0 : index\n"}};
-  std::string body = subst(R"(    %H = arith.constant $H : index
+  // The W_UV products take each head's finished latent row, rounded once
+  // for bf16 pairs.
+  RoundedRow latent = roundedLatentRow(weight, "%acc", "%hr", rank);
+  values.push_back({"DOTW", dot(weight, rank, latent.rounded())});
+  values.push_back({"LALLOC", latent.allocate});
+  values.push_back({"LROUND", latent.round});
+  values.push_back({"LV", latent.value});
+  values.push_back({"LO", latent.offset});
+  values.push_back({"LT", latent.type});
+  std::string body = subst(R"($LALLOC    %H = arith.constant $H : index
     %DN = arith.constant $DN : index
     %DR = arith.constant $DR : index
     %DQ = arith.constant $DQ : index
@@ -2797,10 +2823,10 @@ $TILED      scf.for %j = %tailFrom to %n step %c1 {
         %vrow = arith.addi %hrow, %DN : index
         %hr = arith.muli %h, %R : index
         %l = memref.load %la[%h] : memref<$Hxf32>
-        scf.for %d = %c0 to %DV step %c1 {
+$LROUND        scf.for %d = %c0 to %DV step %c1 {
           %wr = arith.addi %vrow, %d : index
           %wo = arith.muli %wr, %R : index
-          %o = func.call $DOTW(%acc, %hr, %b1, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+          %o = func.call $DOTW($LV, $LO, %b1, %wo) : ($LT, index, memref<?x$W>, index) -> f32
           %on = arith.divf %o, %l : f32
           %oi = arith.addi %oo, %d : index
           memref.store %on, %b4[%oi] : memref<?xf32>
@@ -2827,8 +2853,14 @@ unsigned KernelLibrary::mlaAttention(Elt weight, int64_t heads, int64_t nope,
       {"W", eltName(weight)}};
   values.push_back({"DOTR", dot(Elt::F32, rank)});
   values.push_back({"DOTP", dot(Elt::F32, rope)});
-  values.push_back({"DOTW", dot(weight, rank)});
-  std::string body = subst(R"(    %H = arith.constant $H : index
+  RoundedRow latent = roundedLatentRow(weight, "%accd", "%c0", rank);
+  values.push_back({"DOTW", dot(weight, rank, latent.rounded())});
+  values.push_back({"LALLOC", latent.allocate});
+  values.push_back({"LROUND", latent.round});
+  values.push_back({"LV", latent.value});
+  values.push_back({"LO", latent.offset});
+  values.push_back({"LT", latent.type});
+  std::string body = subst(R"($LALLOC    %H = arith.constant $H : index
     %DN = arith.constant $DN : index
     %DR = arith.constant $DR : index
     %DQ = arith.constant $DQ : index
@@ -2886,10 +2918,10 @@ unsigned KernelLibrary::mlaAttention(Elt weight, int64_t heads, int64_t nope,
       }
       %oo = arith.muli %item, %DV : index
       %vrow = arith.addi %hrow, %DN : index
-      scf.for %d = %c0 to %DV step %c1 {
+$LROUND      scf.for %d = %c0 to %DV step %c1 {
         %wr = arith.addi %vrow, %d : index
         %wo = arith.muli %wr, %R : index
-        %o = func.call $DOTW(%accd, %c0, %b1, %wo) : (memref<?xf32>, index, memref<?x$W>, index) -> f32
+        %o = func.call $DOTW($LV, $LO, %b1, %wo) : ($LT, index, memref<?x$W>, index) -> f32
         %on = arith.divf %o, %ms#1 : f32
         %oi = arith.addi %oo, %d : index
         memref.store %on, %b4[%oi] : memref<?xf32>
