@@ -258,22 +258,31 @@ KernelLibrary::DotStep KernelLibrary::dotStep(Elt weight, bool roundedX) {
           "f32"};
 }
 
-KernelLibrary::RoundedRow
-KernelLibrary::roundedLatentRow(Elt weight, const std::string &source,
-                                const std::string &offset, int64_t rank) {
+std::vector<std::pair<std::string, std::string>>
+KernelLibrary::latentRowValues(Elt weight, const std::string &source,
+                               const std::string &offset, int64_t rank) {
   if (!(weight == Elt::BF16 && bf16Dot))
-    return {"", "", source, offset, "memref<?xf32>"};
+    return {{"DOTW", dot(weight, rank)},
+            {"LALLOC", ""},
+            {"LROUND", ""},
+            {"LV", source},
+            {"LO", offset},
+            {"LT", "memref<?xf32>"}};
   helperText["@ldx32_bf16"] = kBf16PairHelpers;
-  return {subst(R"(    %lrba = memref.alloca() : memref<$Rxbf16>
+  return {{"DOTW", dot(weight, rank, /*roundedX=*/true)},
+          {"LALLOC", subst(R"(    %lrba = memref.alloca() : memref<$Rxbf16>
     %lrb = memref.cast %lrba : memref<$Rxbf16> to memref<?xbf16>
     %lrbn = arith.constant $R : index
 )",
-                {{"R", num(rank)}}),
-          subst("        func.call @round_row_bf16($SRC, $OFF, %lrb, %c0, "
-                "%lrbn) : (memref<?xf32>, index, memref<?xbf16>, index, "
-                "index) -> ()\n",
-                {{"SRC", source}, {"OFF", offset}}),
-          "%lrb", "%c0", "memref<?xbf16>"};
+                           {{"R", num(rank)}})},
+          {"LROUND",
+           subst("        func.call @round_row_bf16($SRC, $OFF, %lrb, %c0, "
+                 "%lrbn) : (memref<?xf32>, index, memref<?xbf16>, index, "
+                 "index) -> ()\n",
+                 {{"SRC", source}, {"OFF", offset}})},
+          {"LV", "%lrb"},
+          {"LO", "%c0"},
+          {"LT", "memref<?xbf16>"}};
 }
 
 std::string KernelLibrary::xType(bool roundedX) const {
@@ -2727,13 +2736,7 @@ unsigned KernelLibrary::mlaAttentionByToken(Elt weight, int64_t heads,
                     : "      %tailFrom = arith.addi %c0, %c0 : index\n"}};
   // The W_UV products take each head's finished latent row, rounded once
   // for bf16 pairs.
-  RoundedRow latent = roundedLatentRow(weight, "%acc", "%hr", rank);
-  values.push_back({"DOTW", dot(weight, rank, latent.rounded())});
-  values.push_back({"LALLOC", latent.allocate});
-  values.push_back({"LROUND", latent.round});
-  values.push_back({"LV", latent.value});
-  values.push_back({"LO", latent.offset});
-  values.push_back({"LT", latent.type});
+  llvm::append_range(values, latentRowValues(weight, "%acc", "%hr", rank));
   std::string body = subst(R"($LALLOC    %H = arith.constant $H : index
     %DN = arith.constant $DN : index
     %DR = arith.constant $DR : index
@@ -2853,13 +2856,7 @@ unsigned KernelLibrary::mlaAttention(Elt weight, int64_t heads, int64_t nope,
       {"W", eltName(weight)}};
   values.push_back({"DOTR", dot(Elt::F32, rank)});
   values.push_back({"DOTP", dot(Elt::F32, rope)});
-  RoundedRow latent = roundedLatentRow(weight, "%accd", "%c0", rank);
-  values.push_back({"DOTW", dot(weight, rank, latent.rounded())});
-  values.push_back({"LALLOC", latent.allocate});
-  values.push_back({"LROUND", latent.round});
-  values.push_back({"LV", latent.value});
-  values.push_back({"LO", latent.offset});
-  values.push_back({"LT", latent.type});
+  llvm::append_range(values, latentRowValues(weight, "%accd", "%c0", rank));
   std::string body = subst(R"($LALLOC    %H = arith.constant $H : index
     %DN = arith.constant $DN : index
     %DR = arith.constant $DR : index

@@ -251,15 +251,13 @@ private:
   /// helpers then).
   XOperand singleTokenX(Elt weight, const std::string &source,
                         const std::string &offset, int64_t length);
-  /// The latent row of the MLA output's W_UV products: `source` at `offset`
-  /// as is, or with bf16 pairs a bf16 buffer (`allocate`, at the top of the
-  /// body) that `round` fills from it (where the row is final).
-  struct RoundedRow {
-    std::string allocate, round, value, offset, type;
-    bool rounded() const { return !allocate.empty(); }
-  };
-  RoundedRow roundedLatentRow(Elt weight, const std::string &source,
-                              const std::string &offset, int64_t rank);
+  /// Substitutions for the MLA output's W_UV products over the latent row
+  /// `source` at `offset`: $DOTW (the helper), $LV/$LO/$LT (its x operand)
+  /// and, with bf16 pairs, $LALLOC (a bf16 buffer, at the top of the body)
+  /// and $LROUND (fills it from the finished row); empty otherwise.
+  std::vector<std::pair<std::string, std::string>>
+  latentRowValues(Elt weight, const std::string &source,
+                  const std::string &offset, int64_t rank);
   /// The router's body for tokens [tBegin, tEnd), writing the selections'
   /// weights and indices to the memrefs named `weightsOut`/`indicesOut`.
   static std::string
