@@ -2714,6 +2714,22 @@ std::string KernelLibrary::mlaTiledPositions(int64_t heads, int64_t rank,
 // absorbed form is a multi-query attention (one shared 576-wide key), so
 // the per-(token, head) form re-reads the whole cache once per head.
 // Per head the arithmetic is exactly mlaAttention's.
+// The constants of the absorbed-MLA CPU bodies (sizes from the values
+// both pass to subst); `allHeads`: also %HR, the latent rows of all heads.
+static std::string mlaConstants(bool allHeads) {
+  return std::string(R"(    %H = arith.constant $H : index
+    %DN = arith.constant $DN : index
+    %DR = arith.constant $DR : index
+    %DQ = arith.constant $DQ : index
+    %DV = arith.constant $DV : index
+    %R = arith.constant $R : index
+)") + (allHeads ? "    %HR = arith.constant $HR : index\n" : "") +
+         R"(    %ROW = arith.constant $ROW : index
+    %scale = arith.constant $SCALE : f32
+    %lowest = arith.constant 0xFF7FFFFF : f32
+)";
+}
+
 unsigned KernelLibrary::mlaAttentionByToken(Elt weight, int64_t heads,
                                             int64_t nope, int64_t rope,
                                             int64_t valueDim, int64_t rank,
@@ -2737,17 +2753,9 @@ unsigned KernelLibrary::mlaAttentionByToken(Elt weight, int64_t heads,
   // The W_UV products take each head's finished latent row, rounded once
   // for bf16 pairs.
   llvm::append_range(values, latentRowValues(weight, "%acc", "%hr", rank));
-  std::string body = subst(R"($LALLOC    %H = arith.constant $H : index
-    %DN = arith.constant $DN : index
-    %DR = arith.constant $DR : index
-    %DQ = arith.constant $DQ : index
-    %DV = arith.constant $DV : index
-    %R = arith.constant $R : index
-    %HR = arith.constant $HR : index
-    %ROW = arith.constant $ROW : index
-    %scale = arith.constant $SCALE : f32
-    %lowest = arith.constant 0xFF7FFFFF : f32
-    %zero8 = arith.constant dense<0.0> : vector<8xf32>
+  std::string body =
+      subst("$LALLOC" + mlaConstants(/*allHeads=*/true) +
+                R"(    %zero8 = arith.constant dense<0.0> : vector<8xf32>
     %qlata = memref.alloca() : memref<$HRxf32>
     %acca = memref.alloca() : memref<$HRxf32>
     %ma = memref.alloca() : memref<$Hxf32>
@@ -2837,7 +2845,7 @@ $LROUND        scf.for %d = %c0 to %DV step %c1 {
       }
     }
 )",
-                           values);
+            values);
   return add(body, {Elt::F32, weight, Elt::F32, Elt::F32, Elt::F32}, body);
 }
 
@@ -2857,16 +2865,8 @@ unsigned KernelLibrary::mlaAttention(Elt weight, int64_t heads, int64_t nope,
   values.push_back({"DOTR", dot(Elt::F32, rank)});
   values.push_back({"DOTP", dot(Elt::F32, rope)});
   llvm::append_range(values, latentRowValues(weight, "%accd", "%c0", rank));
-  std::string body = subst(R"($LALLOC    %H = arith.constant $H : index
-    %DN = arith.constant $DN : index
-    %DR = arith.constant $DR : index
-    %DQ = arith.constant $DQ : index
-    %DV = arith.constant $DV : index
-    %R = arith.constant $R : index
-    %ROW = arith.constant $ROW : index
-    %scale = arith.constant $SCALE : f32
-    %lowest = arith.constant 0xFF7FFFFF : f32
-    %qlat = memref.alloca() : memref<$Rxf32>
+  std::string body = subst("$LALLOC" + mlaConstants(/*allHeads=*/false) +
+                               R"(    %qlat = memref.alloca() : memref<$Rxf32>
     %acc = memref.alloca() : memref<$Rxf32>
     scf.for %item = %begin to %end step %c1 {
       %t = arith.divui %item, %H : index
