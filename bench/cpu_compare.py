@@ -270,8 +270,8 @@ def parse_size(number, unit):
 def run_moec(ckpt, dtype, prompts, args, work):
     artifact = os.path.join(work, f"moec-{dtype}.moec")
     p1, p2 = args.prompt_lengths
-    # moec's default prefill chunk is 256 tokens and must fit the KV cache
-    max_seq = max(p2 + args.decode_tokens, 256)
+    # moec's default prefill chunk is 512 tokens and must fit the KV cache
+    max_seq = max(p2 + args.decode_tokens, 512)
     res = {"max_seq_len": max_seq}
     c = run([os.path.join(BIN, "moec"), "compile", ckpt, "--target=cpu", f"--dtype={dtype}",
              f"--max-seq-len={max_seq}", "--stats", "-o", artifact])

@@ -189,7 +189,7 @@ cl::opt<int64_t> prefillChunk(
     "prefill-chunk",
     cl::desc("Most tokens one prefill call processes (longer prompts run in "
              "chunks)"),
-    cl::init(256), cl::sub(compileCommand), cl::cat(moecCategory));
+    cl::init(512), cl::sub(compileCommand), cl::cat(moecCategory));
 
 enum class PrefillLogits { Last, All };
 cl::opt<PrefillLogits> prefillLogits(
