@@ -2732,10 +2732,163 @@ static std::string mlaConstants(bool allHeads) {
 )";
 }
 
+// q_lat[h] = W_UK[h]^T q_nope[t, h] for `tokens` tokens (%mtk0.. their
+// indices, %msl0.. their slots in %q4), all heads: each W_UK row is loaded
+// once for all the tokens into register accumulators (`lanes`-wide vectors,
+// `vectors` of them per column block) and summed over d in order, so every
+// value has the same bits whatever the token count.
+static std::string mlaQueryLatents(int tokens, int64_t lanes, int vectors) {
+  int n = tokens * vectors;
+  std::string vt = "vector<" + num(lanes) + "xf32>";
+  auto list = [](const std::string &pattern, int count,
+                 const std::string &separator) {
+    std::string out;
+    for (int i = 0; i < count; ++i)
+      out += (i ? separator : "") + subst(pattern, {{"I", num(i)}});
+    return out;
+  };
+  std::string text = R"(        scf.for %h = %c0 to %H step %c1 {
+          %hrow = arith.muli %h, %ROW : index
+          %hr = arith.muli %h, %R : index
+)";
+  for (int j = 0; j < tokens; ++j)
+    text += subst(R"(          %mth$J = arith.muli %mtk$J, %H : index
+          %mit$J = arith.addi %mth$J, %h : index
+          %mqo$J = arith.muli %mit$J, %DQ : index
+          %mso$J = arith.muli %msl$J, %HR : index
+          %msh$J = arith.addi %mso$J, %hr : index
+)",
+                  {{"J", num(j)}});
+  text += "          scf.for %cb = %c0 to %R step %mcbw {\n"
+          "            %macc:" +
+          num(n) + " = scf.for %d = %c0 to %DN step %c1 iter_args(" +
+          list("%mp$I = %mzero", n, ", ") + ") -> (" + list(vt, n, ", ") +
+          R"() {
+              %wr = arith.addi %hrow, %d : index
+              %wo = arith.muli %wr, %R : index
+              %wc = arith.addi %wo, %cb : index
+)";
+  for (int v = 0; v < vectors; ++v)
+    text += subst(R"(              %wi$V = arith.addi %wc, %mcv$V : index
+              %w$V = func.call @ld$L_$W(%b1, %wi$V) : (memref<?x$W>, index) -> $VT
+)",
+                  {{"V", num(v)}, {"L", num(lanes)}, {"VT", vt}});
+  for (int j = 0; j < tokens; ++j) {
+    text += subst(R"(              %qi$J = arith.addi %mqo$J, %d : index
+              %qd$J = memref.load %b0[%qi$J] : memref<?xf32>
+              %qv$J = vector.broadcast %qd$J : f32 to $VT
+)",
+                  {{"J", num(j)}, {"VT", vt}});
+    for (int v = 0; v < vectors; ++v)
+      text += subst("              %mr$A = vector.fma %qv$J, %w$V, %mp$A : "
+                    "$VT\n",
+                    {{"A", num(j * vectors + v)},
+                     {"J", num(j)},
+                     {"V", num(v)},
+                     {"VT", vt}});
+  }
+  text += "              scf.yield " + list("%mr$I", n, ", ") + " : " +
+          list(vt, n, ", ") + "\n            }\n";
+  for (int j = 0; j < tokens; ++j)
+    for (int v = 0; v < vectors; ++v)
+      text += subst(R"(            %mst$A = arith.addi %msh$J, %cb : index
+            %msi$A = arith.addi %mst$A, %mcv$V : index
+            vector.store %macc#$A, %q4[%msi$A] : memref<?xf32>, $VT
+)",
+                    {{"A", num(j * vectors + v)},
+                     {"J", num(j)},
+                     {"V", num(v)},
+                     {"VT", vt}});
+  return text + "          }\n        }\n";
+}
+
+// out[t, h] = W_UV[h] acc[h] / l[h] for `tokens` tokens (%mtk0.. and their
+// slots %msl0.. in %a4 and %l4): four rows of W_UV at a time against every
+// token's latent row (`tile4`, a 4 x tokens dotTile; `tile1` the 1 x tokens
+// one for the rows left over). `rounded`: the latent rows are first rounded
+// to bf16 into %lrb (tokens * R).
+static std::string mlaValueOutputs(int tokens, const std::string &tile4,
+                                   const std::string &tile1, bool rounded) {
+  std::string text = R"(        scf.for %h = %c0 to %H step %c1 {
+          %hrow = arith.muli %h, %ROW : index
+          %vrow = arith.addi %hrow, %DN : index
+          %hr = arith.muli %h, %R : index
+)";
+  for (int j = 0; j < tokens; ++j) {
+    text += subst(R"(          %vso$J = arith.muli %msl$J, %HR : index
+          %vao$J = arith.addi %vso$J, %hr : index
+          %vlh$J = arith.muli %msl$J, %H : index
+          %vli$J = arith.addi %vlh$J, %h : index
+          %vl$J = memref.load %l4[%vli$J] : memref<?xf32>
+          %vth$J = arith.muli %mtk$J, %H : index
+          %vit$J = arith.addi %vth$J, %h : index
+          %voo$J = arith.muli %vit$J, %DV : index
+)",
+                  {{"J", num(j)}});
+    // Rounded rows go to j * R in %lrb; plain ones are read from %a4.
+    text += rounded
+                ? subst(R"(          %vx$J = arith.muli %vxc$J, %R : index
+          func.call @round_row_bf16(%a4, %vao$J, %lrb, %vx$J, %R) : (memref<?xf32>, index, memref<?xbf16>, index, index) -> ()
+)",
+                        {{"J", num(j)}})
+                : subst("          %vx$J = arith.addi %vao$J, %c0 : index\n",
+                        {{"J", num(j)}});
+  }
+  std::string xs, xTypes;
+  for (int j = 0; j < tokens; ++j) {
+    xs += ", %vx" + num(j);
+    xTypes += ", index";
+  }
+  std::string x = rounded ? "%lrb" : "%a4";
+  std::string xt = rounded ? "memref<?xbf16>" : "memref<?xf32>";
+  auto rowsCall = [&](int rows, const std::string &tile) {
+    std::string w, wTypes, results;
+    for (int r = 0; r < rows; ++r) {
+      w += ", %b1, %vw" + num(r);
+      wTypes += ", memref<?x$W>, index";
+    }
+    for (int i = 0; i < rows * tokens; ++i)
+      results += std::string(i ? ", " : "") + "f32";
+    std::string out;
+    for (int r = 0; r < rows; ++r)
+      out += subst(R"(            %vd$R = arith.addi %vd, %vk$R : index
+            %vwr$R = arith.addi %vrow, %vd$R : index
+            %vw$R = arith.muli %vwr$R, %R : index
+)",
+                   {{"R", num(r)}});
+    out += "            %vz:" + num(rows * tokens) + " = func.call " + tile +
+           "(" + x + xs + w + ") : (" + xt + xTypes + wTypes + ") -> (" +
+           results + ")\n";
+    for (int r = 0; r < rows; ++r)
+      for (int j = 0; j < tokens; ++j)
+        out +=
+            subst(R"(            %vo$R$J = arith.divf %vz#$A, %vl$J : f32
+            %voi$R$J = arith.addi %voo$J, %vd$R : index
+            memref.store %vo$R$J, %b4[%voi$R$J] : memref<?xf32>
+)",
+                  {{"R", num(r)}, {"J", num(j)}, {"A", num(r * tokens + j)}});
+    return out;
+  };
+  text += "          scf.for %vd = %c0 to %vdv4 step %vk4 {\n" +
+          rowsCall(4, tile4) +
+          "          }\n          scf.for %vd = %vdv4 to %DV step %c1 {\n" +
+          rowsCall(1, tile1) + "          }\n        }\n";
+  return text;
+}
+
 unsigned KernelLibrary::mlaAttentionByToken(Elt weight, int64_t heads,
                                             int64_t nope, int64_t rope,
                                             int64_t valueDim, int64_t rank,
                                             double scale) {
+  // Tokens share each W_UK / W_UV row load in groups of four (the weights
+  // are re-read per group, not per token), while the group buffers stay
+  // small enough for a thread's stack.
+  int group = heads * rank <= 65536 ? 4 : 1;
+  int64_t lanes = vectorWidth == 16 && rank % 16 == 0 ? 16 : 8;
+  int vectors = (rank / lanes) % 4 == 0 ? 4 : (rank / lanes) % 2 == 0 ? 2 : 1;
+  bool rounded = weight == Elt::BF16 && bf16Dot;
+  if (rounded)
+    helperText["@ldx32_bf16"] = kBf16PairHelpers;
   std::vector<std::pair<std::string, std::string>> values = {
       {"H", num(heads)},
       {"DN", num(nope)},
@@ -2744,6 +2897,13 @@ unsigned KernelLibrary::mlaAttentionByToken(Elt weight, int64_t heads,
       {"DV", num(valueDim)},
       {"R", num(rank)},
       {"HR", num(heads * rank)},
+      {"G", num(group)},
+      {"GHR", num(group * heads * rank)},
+      {"GH", num(group * heads)},
+      {"GR", num(group * rank)},
+      {"L", num(lanes)},
+      {"CBW", num(lanes * vectors)},
+      {"DV4", num(valueDim / 4 * 4)},
       {"ROW", num(nope + valueDim)},
       {"SCALE", f32Literal(scale)},
       {"W", eltName(weight)},
@@ -2752,47 +2912,81 @@ unsigned KernelLibrary::mlaAttentionByToken(Elt weight, int64_t heads,
       {"TILED", heads % 4 == 0
                     ? mlaTiledPositions(heads, rank, rope)
                     : "      %tailFrom = arith.addi %c0, %c0 : index\n"}};
-  // The W_UV products take each head's finished latent row, rounded once
-  // for bf16 pairs.
-  llvm::append_range(values, latentRowValues(weight, "%acc", "%hr", rank));
+  std::string laneOffsets;
+  for (int v = 0; v < vectors; ++v)
+    laneOffsets += subst("    %mcv$V = arith.constant $O : index\n",
+                         {{"V", num(v)}, {"O", num(v * lanes)}});
+  std::string roundedConstants;
+  for (int j = 0; j < group; ++j)
+    roundedConstants +=
+        subst("    %vxc$J = arith.constant $J : index\n", {{"J", num(j)}});
+  // The tokens of a whole group, or one token %g of a partial group.
+  std::string fullTokens,
+      oneToken = R"(            %mtk0 = arith.addi %t0, %g : index
+            %msl0 = arith.addi %g, %c0 : index
+)";
+  for (int j = 0; j < group; ++j)
+    fullTokens += subst(R"(        %mtk$J = arith.addi %t0, %vxc$J : index
+        %msl$J = arith.addi %vxc$J, %c0 : index
+)",
+                        {{"J", num(j)}});
+  auto indent = [](const std::string &text) {
+    llvm::SmallVector<llvm::StringRef> lines;
+    llvm::StringRef(text).split(lines, '\n', -1, /*KeepEmpty=*/false);
+    std::string out;
+    for (llvm::StringRef line : lines)
+      out += "    " + line.str() + "\n";
+    return out;
+  };
+  std::string tile4 = dotTile(weight, rank, 4, group, rounded);
+  std::string tile1 = dotTile(weight, rank, 1, group, rounded);
+  std::string single4 = dotTile(weight, rank, 4, 1, rounded);
+  std::string single1 = dotTile(weight, rank, 1, 1, rounded);
   std::string body =
-      subst("$LALLOC" + mlaConstants(/*allHeads=*/true) +
+      subst(mlaConstants(/*allHeads=*/true) + laneOffsets + roundedConstants +
                 R"(    %zero8 = arith.constant dense<0.0> : vector<8xf32>
+    %mzero = arith.constant dense<0.0> : vector<$Lxf32>
+    %mcbw = arith.constant $CBW : index
+    %vk0 = arith.constant 0 : index
+    %vk1 = arith.constant 1 : index
+    %vk2 = arith.constant 2 : index
+    %vk3 = arith.constant 3 : index
+    %vk4 = arith.constant 4 : index
+    %vdv4 = arith.constant $DV4 : index
+    %Gc = arith.constant $G : index
     %qlata = memref.alloca() : memref<$HRxf32>
     %acca = memref.alloca() : memref<$HRxf32>
     %ma = memref.alloca() : memref<$Hxf32>
     %la = memref.alloca() : memref<$Hxf32>
+    %q4a = memref.alloca() : memref<$GHRxf32>
+    %a4a = memref.alloca() : memref<$GHRxf32>
+    %l4a = memref.alloca() : memref<$GHxf32>
     %qlat = memref.cast %qlata : memref<$HRxf32> to memref<?xf32>
     %acc = memref.cast %acca : memref<$HRxf32> to memref<?xf32>
-    scf.for %t = %begin to %end step %c1 {
-      // q_lat[h] = W_UK[h]^T q_nope[t, h], accumulators cleared.
+    %q4 = memref.cast %q4a : memref<$GHRxf32> to memref<?xf32>
+    %a4 = memref.cast %a4a : memref<$GHRxf32> to memref<?xf32>
+    %l4 = memref.cast %l4a : memref<$GHxf32> to memref<?xf32>
+$BFROWS    scf.for %t0 = %begin to %end step %Gc {
+      %left = arith.subi %end, %t0 : index
+      %gn = arith.minui %left, %Gc : index
+      %full = arith.cmpi eq, %gn, %Gc : index
+      scf.if %full {
+$FULLQ      } else {
+        scf.for %g = %c0 to %gn step %c1 {
+$ONEQ        }
+      }
+      scf.for %g = %c0 to %gn step %c1 {
+      %t = arith.addi %t0, %g : index
+      %gq = arith.muli %g, %HR : index
       scf.for %c = %c0 to %HR step %c8 {
-        vector.store %zero8, %qlat[%c] : memref<?xf32>, vector<8xf32>
+        %qsi = arith.addi %gq, %c : index
+        %qsv = vector.load %q4[%qsi] : memref<?xf32>, vector<8xf32>
+        vector.store %qsv, %qlat[%c] : memref<?xf32>, vector<8xf32>
         vector.store %zero8, %acc[%c] : memref<?xf32>, vector<8xf32>
       }
       scf.for %h = %c0 to %H step %c1 {
         memref.store %lowest, %ma[%h] : memref<$Hxf32>
         memref.store %f0, %la[%h] : memref<$Hxf32>
-        %th = arith.muli %t, %H : index
-        %item = arith.addi %th, %h : index
-        %qo = arith.muli %item, %DQ : index
-        %hrow = arith.muli %h, %ROW : index
-        %hr = arith.muli %h, %R : index
-        scf.for %d = %c0 to %DN step %c1 {
-          %qi = arith.addi %qo, %d : index
-          %qd = memref.load %b0[%qi] : memref<?xf32>
-          %qv = vector.broadcast %qd : f32 to vector<8xf32>
-          %wr = arith.addi %hrow, %d : index
-          %wo = arith.muli %wr, %R : index
-          scf.for %c = %c0 to %R step %c8 {
-            %wi = arith.addi %wo, %c : index
-            %w = func.call @ld8_$W(%b1, %wi) : (memref<?x$W>, index) -> vector<8xf32>
-            %ai = arith.addi %hr, %c : index
-            %a = vector.load %qlat[%ai] : memref<?xf32>, vector<8xf32>
-            %r = vector.fma %qv, %w, %a : vector<8xf32>
-            vector.store %r, %qlat[%ai] : memref<?xf32>, vector<8xf32>
-          }
-        }
       }
       %p = arith.addi %pos, %t : index
       %n = arith.addi %p, %c1 : index
@@ -2827,27 +3021,45 @@ $TILED      scf.for %j = %tailFrom to %n step %c1 {
           }
         }
       }
-      // out[t, h] = W_UV[h] acc[h] / l[h]
+      scf.for %c = %c0 to %HR step %c8 {
+        %asi = arith.addi %gq, %c : index
+        %asv = vector.load %acc[%c] : memref<?xf32>, vector<8xf32>
+        vector.store %asv, %a4[%asi] : memref<?xf32>, vector<8xf32>
+      }
+      %gh = arith.muli %g, %H : index
       scf.for %h = %c0 to %H step %c1 {
-        %th = arith.muli %t, %H : index
-        %item = arith.addi %th, %h : index
-        %oo = arith.muli %item, %DV : index
-        %hrow = arith.muli %h, %ROW : index
-        %vrow = arith.addi %hrow, %DN : index
-        %hr = arith.muli %h, %R : index
-        %l = memref.load %la[%h] : memref<$Hxf32>
-$LROUND        scf.for %d = %c0 to %DV step %c1 {
-          %wr = arith.addi %vrow, %d : index
-          %wo = arith.muli %wr, %R : index
-          %o = func.call $DOTW($LV, $LO, %b1, %wo) : ($LT, index, memref<?x$W>, index) -> f32
-          %on = arith.divf %o, %l : f32
-          %oi = arith.addi %oo, %d : index
-          memref.store %on, %b4[%oi] : memref<?xf32>
-        }
+        %lsv = memref.load %la[%h] : memref<$Hxf32>
+        %lsi = arith.addi %gh, %h : index
+        memref.store %lsv, %l4[%lsi] : memref<?xf32>
+      }
+      }
+      scf.if %full {
+$FULLV      } else {
+        scf.for %g = %c0 to %gn step %c1 {
+$ONEV        }
       }
     }
 )",
             values);
+  std::string lrb =
+      rounded ? subst(R"(    %lrba = memref.alloca() : memref<$GRxbf16>
+    %lrb = memref.cast %lrba : memref<$GRxbf16> to memref<?xbf16>
+)",
+                      values)
+              : "";
+  body = subst(
+      body,
+      {{"BFROWS", lrb},
+       {"FULLQ",
+        fullTokens + subst(mlaQueryLatents(group, lanes, vectors), values)},
+       {"ONEQ",
+        oneToken + indent(subst(mlaQueryLatents(1, lanes, vectors), values))},
+       {"FULLV",
+        fullTokens +
+            subst(mlaValueOutputs(group, tile4, tile1, rounded), values)},
+       {"ONEV",
+        oneToken + indent(subst(mlaValueOutputs(1, single4, single1, rounded),
+                                values))}});
   return add(body, {Elt::F32, weight, Elt::F32, Elt::F32, Elt::F32}, body);
 }
 

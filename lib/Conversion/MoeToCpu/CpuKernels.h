@@ -132,7 +132,8 @@ public:
                         int64_t valueDim, int64_t rank, double scale);
   /// The same for many tokens on the CPU: one item per token with all its
   /// heads, so each latent/rope cache row is read once per token (not once
-  /// per head). Needs rank % 8 == 0.
+  /// per head); tokens in groups of four share each W_UK / W_UV row load.
+  /// Needs rank % 8 == 0.
   unsigned mlaAttentionByToken(Elt weight, int64_t heads, int64_t nope,
                                int64_t rope, int64_t valueDim, int64_t rank,
                                double scale);
