@@ -35,13 +35,18 @@ uint64_t artifactDTypeSize(ArtifactDType dtype) {
   return artifact::dtypeSize(static_cast<fb::DType>(dtype));
 }
 
+bool artifactTensorBytes(ArtifactDType dtype, uint64_t elements,
+                         uint64_t &bytes) {
+  return artifact::tensorBytes(static_cast<fb::DType>(dtype), elements, bytes);
+}
+
 // The public enums mirror the schema's so that conversions are casts.
-static_assert(static_cast<int>(ArtifactDType::F32) ==
-                  static_cast<int>(fb::DType::F32) &&
-              static_cast<int>(ArtifactDType::F8E4M3) ==
-                  static_cast<int>(fb::DType::F8_E4M3) &&
-              static_cast<int>(ArtifactDType::I64) ==
-                  static_cast<int>(fb::DType::I64));
+static_assert(
+    static_cast<int>(ArtifactDType::F32) == static_cast<int>(fb::DType::F32) &&
+    static_cast<int>(ArtifactDType::F8E4M3) ==
+        static_cast<int>(fb::DType::F8_E4M3) &&
+    static_cast<int>(ArtifactDType::I64) == static_cast<int>(fb::DType::I64) &&
+    static_cast<int>(ArtifactDType::Q8_0) == static_cast<int>(fb::DType::Q8_0));
 static_assert(static_cast<int>(ArtifactBinding::Kind::Arena) ==
                   static_cast<int>(fb::BindingKind::Arena) &&
               static_cast<int>(ArtifactBinding::Kind::Logits) ==
@@ -160,13 +165,18 @@ Expected<uint32_t> ArtifactBuilder::addWeight(StringRef name,
                                               WeightWriter write) {
   if (Error error = checkUsable())
     return std::move(error);
-  uint64_t size = artifactDTypeSize(dtype);
+  uint64_t elements = 1, size = 0;
   for (int64_t dim : shape)
     if (dim < 0 ||
-        __builtin_mul_overflow(size, static_cast<uint64_t>(dim), &size))
+        __builtin_mul_overflow(elements, static_cast<uint64_t>(dim), &elements))
       return fail(createStringError(
           "%s: weight '%s': shape has a negative dimension or overflows",
           outputPath.c_str(), name.str().c_str()));
+  if (elements > UINT64_MAX / 8 || !artifactTensorBytes(dtype, elements, size))
+    return fail(createStringError(
+        "%s: weight '%s': %llu elements are not whole q8_0 blocks",
+        outputPath.c_str(), name.str().c_str(),
+        static_cast<unsigned long long>(elements)));
   if (!weightNames.insert(name).second)
     return fail(createStringError("%s: duplicate weight name '%s'",
                                   outputPath.c_str(), name.str().c_str()));

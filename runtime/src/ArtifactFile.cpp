@@ -38,7 +38,7 @@ bool rangeFits(uint64_t offset, uint64_t size, uint64_t limit) {
   return !__builtin_add_overflow(offset, size, &end) && end <= limit;
 }
 
-bool validDType(fb::DType dtype) { return artifact::dtypeSize(dtype) != 0; }
+bool validDType(fb::DType dtype) { return artifact::knownDType(dtype); }
 
 /// Closes a file descriptor on scope exit.
 struct FdCloser {
@@ -306,12 +306,16 @@ Status ArtifactFile::verifyTables() const {
                              i, name, static_cast<int>(weight.dtype()));
     if (!weight.shape())
       return invalidArtifact("weights[%u] '%s': shape is missing", i, name);
-    uint64_t bytes;
-    if (!shapeBytes(weight.shape(), artifact::dtypeSize(weight.dtype()), bytes))
+    uint64_t elements, bytes;
+    if (!shapeBytes(weight.shape(), 1, elements) || elements > UINT64_MAX / 8)
       return invalidArtifact(
           "weights[%u] '%s': shape has a negative dimension or "
           "overflows",
           i, name);
+    if (!artifact::tensorBytes(weight.dtype(), elements, bytes))
+      return invalidArtifact(
+          "weights[%u] '%s': %llu elements are not whole %s blocks", i, name,
+          static_cast<ull>(elements), artifact::dtypeName(weight.dtype()));
     if (bytes != weight.size())
       return invalidArtifact(
           "weights[%u] '%s': size %llu differs from shape x dtype "
@@ -334,7 +338,7 @@ Status ArtifactFile::verifyTables() const {
   uint32_t numCaches = art.kv_caches() ? art.kv_caches()->size() : 0;
   for (uint32_t i = 0; i < numCaches; ++i) {
     const fb::KvCache &cache = *art.kv_caches()->Get(i);
-    if (!validDType(cache.dtype()))
+    if (artifact::dtypeSize(cache.dtype()) == 0)
       return invalidArtifact("kv_caches[%u]: dtype %d is not a known dtype", i,
                              static_cast<int>(cache.dtype()));
     struct {

@@ -48,8 +48,32 @@ inline uint64_t dtypeSize(fb::DType dtype) {
     return 1;
   case fb::DType::I64:
     return 8;
+  case fb::DType::Q8_0:
+    return 0; // not a whole number of bytes: see tensorBytes
   }
   return 0;
+}
+
+/// Elements per Q8_0 block, and the block's bytes (f16 scale + 32 int8).
+inline constexpr uint64_t kQ8BlockElements = 32;
+inline constexpr uint64_t kQ8BlockBytes = 34;
+
+/// Whether `dtype` is a value of the enum.
+inline bool knownDType(fb::DType dtype) {
+  return dtypeSize(dtype) != 0 || dtype == fb::DType::Q8_0;
+}
+
+/// Bytes of `elements` values of `dtype`; false where that is no whole
+/// number of Q8_0 blocks or the dtype is unknown.
+inline bool tensorBytes(fb::DType dtype, uint64_t elements, uint64_t &bytes) {
+  if (dtype == fb::DType::Q8_0) {
+    if (elements % kQ8BlockElements != 0)
+      return false;
+    bytes = elements / kQ8BlockElements * kQ8BlockBytes;
+    return true;
+  }
+  bytes = dtypeSize(dtype) * elements;
+  return dtypeSize(dtype) != 0;
 }
 
 /// Lower-case dtype name as in safetensors ("f32", "bf16", ...);
@@ -68,6 +92,8 @@ inline const char *dtypeName(fb::DType dtype) {
     return "i32";
   case fb::DType::I64:
     return "i64";
+  case fb::DType::Q8_0:
+    return "q8_0";
   }
   return "invalid";
 }

@@ -6,7 +6,7 @@
 // tolerance rule, prints the measured max |Δlogit|, and fails on a miss.
 //
 //   moec-check-fixture FIXTURE_DIR --prefill P.npy --generate G.npy
-//                      [--dtype f32|bf16]
+//                      [--dtype f32|bf16|q8_0]
 //   moec-check-fixture FIXTURE_DIR --print prompt|steps
 //
 //===----------------------------------------------------------------------===//
@@ -107,7 +107,15 @@ int main(int argc, char **argv) {
     return values;
   };
   std::vector<int64_t> prompt = ints("prompt_ids");
-  std::vector<int64_t> expectedIds = ints("generated_ids");
+  // Q8_0 weights are checked against transformers run on the same Q8_0
+  // values (make_q8_0_reference.py), to the f32 tolerance: what Q8_0 itself
+  // changes is recorded in fixture.json as q8_0_rel_change.
+  bool q8 = dtype == "q8_0";
+  std::string suffix = q8 ? "_q8_0" : "";
+  if (q8 && !object.getArray("generated_ids_q8_0"))
+    fail(fixtureDir + ": no Q8_0 reference (run "
+                      "test/fixtures/make_q8_0_reference.py on it)");
+  std::vector<int64_t> expectedIds = ints("generated_ids" + suffix);
   if (print == "prompt") {
     outs() << join(map_range(prompt, [](int64_t id) { return itostr(id); }),
                    ",")
@@ -132,8 +140,8 @@ int main(int argc, char **argv) {
     sys::path::append(path, name);
     return std::string(path);
   };
-  NpyArray refPrefill = load(fixtureFile("prefill_logits.npy"));
-  NpyArray refGenerate = load(fixtureFile("generate_logits.npy"));
+  NpyArray refPrefill = load(fixtureFile("prefill_logits" + suffix + ".npy"));
+  NpyArray refGenerate = load(fixtureFile("generate_logits" + suffix + ".npy"));
   NpyArray gotGenerate = load(generatePath);
 
   Comparison prefill;

@@ -156,12 +156,15 @@ cl::opt<WeightsMode> weightsMode(
                    "checkpoint, e.g. on a machine without the compiler")),
     cl::sub(compileCommand), cl::cat(moecCategory));
 
-enum class DType { F32, BF16 };
+enum class DType { F32, BF16, Q8_0 };
 cl::opt<DType>
     dtype("dtype", cl::desc("Weight/compute type (f32 accumulation always)"),
           cl::init(DType::F32),
           cl::values(clEnumValN(DType::F32, "f32", "float32 weights"),
-                     clEnumValN(DType::BF16, "bf16", "bfloat16 weights")),
+                     clEnumValN(DType::BF16, "bf16", "bfloat16 weights"),
+                     clEnumValN(DType::Q8_0, "q8_0",
+                                "GGUF Q8_0 blocks (int8 x f16 scale per 32 "
+                                "weights; CPU)")),
           cl::sub(compileCommand), cl::cat(moecCategory));
 
 cl::opt<moec::cpu::CpuOptions::DotActivations> dotActivations(
@@ -443,8 +446,9 @@ int runCompile(mlir::MLIRContext &context) {
   }
 
   moec::cpu::CpuOptions options;
-  options.weightType = dtype == DType::BF16 ? moec::cpu::WeightType::BF16
-                                            : moec::cpu::WeightType::F32;
+  options.weightType = dtype == DType::BF16   ? moec::cpu::WeightType::BF16
+                       : dtype == DType::Q8_0 ? moec::cpu::WeightType::Q8_0
+                                              : moec::cpu::WeightType::F32;
   // A prefill call cannot hold more tokens than the KV cache: the default
   // chunk shrinks to a small --max-seq-len, an explicit one must fit.
   options.prefillChunk = prefillChunk;
@@ -505,6 +509,9 @@ int runCompile(mlir::MLIRContext &context) {
                        "weight pairs (vdpbf16ps), f32 sums\n"
                      : "moec: stats dot products: f32 activations x widened "
                        "bf16 weights, f32 sums\n");
+    if (dtype == DType::Q8_0)
+      errs() << "moec: stats dot products: f32 activations x Q8_0 weights "
+                "widened and scaled per block of 32, f32 sums\n";
   }
   if (emit == EmitKind::Mlir) {
     writeOutput(outputPath,
@@ -594,7 +601,7 @@ int runCompile(mlir::MLIRContext &context) {
     uint64_t weightBytes = 0, parameters = 0, kvBytesPerToken = 0;
     for (const moec::cpu::PlannedWeight &weight : program->weights) {
       weightBytes += weight.bytes();
-      parameters += weight.bytes() / (weight.isBf16 ? 2 : 4);
+      parameters += weight.parameters();
     }
     auto perPosition = [](ArrayRef<int64_t> shape) -> uint64_t {
       uint64_t count = shape.empty() ? 0 : 1;

@@ -30,7 +30,9 @@ struct ModelConfig;
 
 namespace cpu {
 
-enum class WeightType { F32, BF16 };
+/// Q8_0: GGUF's blocks of 32 int8 with an f16 scale (8.5 bits per weight),
+/// widened to f32 in the dot products. CPU only.
+enum class WeightType { F32, BF16, Q8_0 };
 
 struct CpuOptions {
   /// Element type of matrix weights (1-D weights stay f32); activations and
@@ -38,7 +40,7 @@ struct CpuOptions {
   WeightType weightType = WeightType::F32;
   /// Largest number of tokens one prefill call processes (longer prompts are
   /// run in chunks by the runtime).
-  int64_t prefillChunk = 256;
+  int64_t prefillChunk = 512;
   /// The prefill entry computes only the last position's logits (what
   /// generation needs) instead of every position's. CPU only for now.
   bool lastLogitsOnly = false;
@@ -76,9 +78,10 @@ struct WeightExpr {
 
 struct PlannedWeight {
   std::string name;
-  bool isBf16 = false; // else f32
+  WeightType type = WeightType::F32;
   llvm::SmallVector<int64_t, 4> shape;
   WeightExpr expr;
+  uint64_t parameters() const;
   uint64_t bytes() const;
 };
 

@@ -57,10 +57,16 @@ class DetachedBuffer;
 namespace moec {
 
 /// Element type of a weight or KV cache (the schema's DType).
-enum class ArtifactDType : uint8_t { F32, F16, BF16, F8E4M3, I32, I64 };
+/// Q8_0 (weights only) is GGUF's block format: 32 elements as an f16 scale
+/// and 32 int8 (34 bytes).
+enum class ArtifactDType : uint8_t { F32, F16, BF16, F8E4M3, I32, I64, Q8_0 };
 
-/// Bytes per element of `dtype`.
+/// Bytes per element of `dtype` (0 for Q8_0: see artifactTensorBytes).
 uint64_t artifactDTypeSize(ArtifactDType dtype);
+/// Bytes of `elements` values of `dtype`; false where they are no whole
+/// number of Q8_0 blocks.
+bool artifactTensorBytes(ArtifactDType dtype, uint64_t elements,
+                         uint64_t &bytes);
 
 /// ModelInfo of the schema: what moec-run and `moec inspect` show.
 struct ArtifactModelInfo {

@@ -50,6 +50,8 @@
 #include "llvm/Target/TargetOptions.h"
 #include "llvm/TargetParser/Host.h"
 
+#include <cmath>
+#include <cstring>
 #include <vector>
 
 using namespace mlir;
@@ -98,6 +100,10 @@ static bool cpuHasFeatures(const std::string &cpuOption,
 
 bool cpuHasAvx512(const std::string &cpuOption) {
   return cpuHasFeatures(cpuOption, "+avx512f");
+}
+
+bool cpuHasF16c(const std::string &cpuOption) {
+  return cpuHasFeatures(cpuOption, "+f16c");
 }
 
 bool cpuHasAvx512Bf16(const std::string &cpuOption) {
@@ -394,6 +400,21 @@ private:
   std::vector<float> buffer;
 };
 
+/// GGUF's Q8_0 quantization of one block of 32 values: d = max |x| / 127
+/// (stored as f16), q = round(x / d); the value is then d * q.
+void quantizeQ8Block(const float *values, char *block) {
+  float amax = 0;
+  for (int i = 0; i < 32; ++i)
+    amax = std::max(amax, std::fabs(values[i]));
+  float scale = amax / 127;
+  float inverse = scale != 0 ? 1 / scale : 0;
+  uint16_t half = f32ToF16(scale);
+  std::memcpy(block, &half, 2);
+  for (int i = 0; i < 32; ++i)
+    block[2 + i] = static_cast<char>(
+        static_cast<int8_t>(std::lround(values[i] * inverse)));
+}
+
 } // namespace
 
 llvm::Error writeWeight(const PlannedWeight &weight,
@@ -401,9 +422,21 @@ llvm::Error writeWeight(const PlannedWeight &weight,
                         llvm::raw_ostream &os) {
   WeightReader reader(checkpoint);
   std::vector<uint16_t> half;
+  // Q8_0: values of a block not yet complete at the end of a chunk.
+  std::vector<float> pending;
+  std::vector<char> blocks;
   uint64_t written = 0;
   llvm::Error err = reader.read(weight.expr, [&](llvm::ArrayRef<float> chunk) {
-    if (weight.isBf16) {
+    if (weight.type == WeightType::Q8_0) {
+      pending.insert(pending.end(), chunk.begin(), chunk.end());
+      size_t whole = pending.size() / 32;
+      blocks.resize(whole * 34);
+      for (size_t b = 0; b < whole; ++b)
+        quantizeQ8Block(pending.data() + b * 32, blocks.data() + b * 34);
+      os.write(blocks.data(), blocks.size());
+      written += blocks.size();
+      pending.erase(pending.begin(), pending.begin() + whole * 32);
+    } else if (weight.type == WeightType::BF16) {
       half.resize(chunk.size());
       for (size_t i = 0; i < chunk.size(); ++i)
         half[i] = f32ToBf16(chunk[i]);

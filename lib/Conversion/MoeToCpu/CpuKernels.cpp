@@ -53,6 +53,57 @@ std::vector<std::string> KernelLibrary::names() const {
   return result;
 }
 
+// Loads of Q8_0 weights (Elt::Q8): element i lives in block i / 32, 34
+// bytes each (an f16 scale d, then 32 int8 q), and reads as d * q. A vector
+// load stays inside one block: rows are whole blocks (the planner checks)
+// and vectors start at multiples of their width.
+static constexpr const char *kQ8Helpers = R"(
+  func.func private @q8_scale(%m: memref<?xi8>, %s: index) -> f32 $INTERNAL {
+    %v = vector.load %m[%s] : memref<?xi8>, vector<2xi8>
+    %h = vector.bitcast %v : vector<2xi8> to vector<1xf16>
+    %f = arith.extf %h : vector<1xf16> to vector<1xf32>
+    %r = vector.extract %f[0] : f32 from vector<1xf32>
+    return %r : f32
+  }
+  func.func private @q8_at(%i: index) -> (index, index) $INTERNAL {
+    %c2 = arith.constant 2 : index
+    %c32 = arith.constant 32 : index
+    %c34 = arith.constant 34 : index
+    %b = arith.divui %i, %c32 : index
+    %e = arith.remui %i, %c32 : index
+    %s = arith.muli %b, %c34 : index
+    %q0 = arith.addi %s, %c2 : index
+    %q = arith.addi %q0, %e : index
+    return %s, %q : index, index
+  }
+  func.func private @ld_i8(%m: memref<?xi8>, %i: index) -> f32 $INTERNAL {
+    %s, %qi = func.call @q8_at(%i) : (index) -> (index, index)
+    %q = memref.load %m[%qi] : memref<?xi8>
+    %qf = arith.sitofp %q : i8 to f32
+    %d = func.call @q8_scale(%m, %s) : (memref<?xi8>, index) -> f32
+    %r = arith.mulf %qf, %d : f32
+    return %r : f32
+  }
+  func.func private @ld8_i8(%m: memref<?xi8>, %i: index) -> vector<8xf32> $INTERNAL {
+    %s, %qi = func.call @q8_at(%i) : (index) -> (index, index)
+    %q = vector.load %m[%qi] : memref<?xi8>, vector<8xi8>
+    %qf = arith.sitofp %q : vector<8xi8> to vector<8xf32>
+    %d = func.call @q8_scale(%m, %s) : (memref<?xi8>, index) -> f32
+    %dv = vector.broadcast %d : f32 to vector<8xf32>
+    %r = arith.mulf %qf, %dv : vector<8xf32>
+    return %r : vector<8xf32>
+  }
+  func.func private @ld16_i8(%m: memref<?xi8>, %i: index) -> vector<16xf32> $INTERNAL {
+    %s, %qi = func.call @q8_at(%i) : (index) -> (index, index)
+    %q = vector.load %m[%qi] : memref<?xi8>, vector<16xi8>
+    %qf = arith.sitofp %q : vector<16xi8> to vector<16xf32>
+    %d = func.call @q8_scale(%m, %s) : (memref<?xi8>, index) -> f32
+    %dv = vector.broadcast %d : f32 to vector<16xf32>
+    %r = arith.mulf %qf, %dv : vector<16xf32>
+    return %r : vector<16xf32>
+  }
+)";
+
 std::string KernelLibrary::helpers(bool gpu) const {
   std::string text;
   for (const char *wt : {"f32", "bf16"}) {
@@ -86,6 +137,8 @@ $EXT16    return %r : vector<16xf32>
 )",
                   {{"W", wt}, {"EXT", ext}, {"EXT8", ext8}, {"EXT16", ext16}});
   }
+  if (!gpu)
+    text += kQ8Helpers;
   text += R"(
   func.func private @sigmoid(%a: f32) -> f32 $INTERNAL {
     %one = arith.constant 1.0 : f32

@@ -33,7 +33,9 @@ struct KernelLaunch {
 };
 
 /// Element types of kernel bindings.
-enum class Elt { F32, BF16, I64, I32 };
+/// Q8: GGUF Q8_0 weight blocks in an i8 memref (see the @ld*_i8 helpers);
+/// the element indices kernels use are the weights', not the bytes'.
+enum class Elt { F32, BF16, Q8, I64, I32 };
 
 /// Generates and deduplicates kernels: two dispatches with the same kernel
 /// text share one function.
@@ -275,6 +277,8 @@ private:
 bool cpuHasAvx512(const std::string &cpuOption);
 /// Whether that CPU has AVX512-BF16 (vdpbf16ps).
 bool cpuHasAvx512Bf16(const std::string &cpuOption);
+/// Whether it converts f16 in hardware (the Q8_0 scales).
+bool cpuHasF16c(const std::string &cpuOption);
 
 } // namespace moec::cpu
 

@@ -19,6 +19,8 @@ const char *eltName(Elt elt) {
     return "f32";
   case Elt::BF16:
     return "bf16";
+  case Elt::Q8:
+    return "i8";
   case Elt::I64:
     return "i64";
   case Elt::I32:

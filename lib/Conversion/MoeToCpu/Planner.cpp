@@ -31,11 +31,24 @@ using llvm::formatv;
 
 namespace moec::cpu {
 
-uint64_t PlannedWeight::bytes() const {
+uint64_t PlannedWeight::parameters() const {
   uint64_t count = 1;
   for (int64_t dim : shape)
     count *= static_cast<uint64_t>(dim);
-  return count * (isBf16 ? 2 : 4);
+  return count;
+}
+
+uint64_t PlannedWeight::bytes() const {
+  uint64_t count = parameters();
+  switch (type) {
+  case WeightType::F32:
+    return count * 4;
+  case WeightType::BF16:
+    return count * 2;
+  case WeightType::Q8_0:
+    return count / 32 * 34;
+  }
+  return 0;
 }
 
 namespace {
@@ -226,7 +239,15 @@ private:
                 int64_t workPerToken, int64_t workFixed, Operation *op,
                 double weightShare = 1.0, unsigned sharedFrom = 0);
   Elt weightElt() const {
-    return options.weightType == WeightType::BF16 ? Elt::BF16 : Elt::F32;
+    switch (options.weightType) {
+    case WeightType::BF16:
+      return Elt::BF16;
+    case WeightType::Q8_0:
+      return Elt::Q8;
+    case WeightType::F32:
+      break;
+    }
+    return Elt::F32;
   }
   /// Prefill with bf16-pair dot products: the activations' rows are rounded
   /// to bf16 once, by a dispatch of their own, instead of in every dot
@@ -268,6 +289,8 @@ private:
   // Set when an operand has no binding or a weight operand is not a
   // compile-time weight expression.
   bool badOperand = false, badWeight = false;
+  // The weight --dtype=q8_0 cannot store (its rows are not whole blocks).
+  std::string q8Misfit;
 
   // Single-token (CPU decode) fusion: an RMSNorm whose only user is a
   // projection or a moe.fused_moe runs inside that user's kernel.
@@ -425,14 +448,23 @@ VirtualBinding Planner::weight(Value value) {
   }
   std::string key = exprKey(*expr);
   auto [it, inserted] = weightIndex.try_emplace(key, program.weights.size());
+  if (inserted && expr->shape.size() >= 2 &&
+      options.weightType == WeightType::Q8_0 && expr->shape.back() % 32 != 0) {
+    // Rows must be whole Q8_0 blocks for the kernels' vector loads.
+    q8Misfit = displayName(*expr) + " (rows of " +
+               std::to_string(expr->shape.back()) + ")";
+    badWeight = true;
+    weightIndex.erase(it);
+    return {PlannedBinding::Weight, 0};
+  }
   if (inserted) {
     PlannedWeight planned;
     planned.name = displayName(*expr);
     planned.shape = expr->shape;
     // Vectors (norms, biases, router bias) stay f32; matrices follow
     // --dtype.
-    planned.isBf16 =
-        expr->shape.size() >= 2 && options.weightType == WeightType::BF16;
+    planned.type =
+        expr->shape.size() >= 2 ? options.weightType : WeightType::F32;
     planned.expr = std::move(*expr);
     program.weights.push_back(std::move(planned));
   }
@@ -521,6 +553,10 @@ llvm::Error Planner::planEntry(func::FuncOp func, int64_t entryMaxTokens) {
     if (badOperand)
       return fail(&op, "an operand is not produced by an op the CPU backend "
                        "lowers");
+    if (badWeight && !q8Misfit.empty())
+      return llvm::createStringError(
+          "--dtype=q8_0 needs weight rows of a multiple of 32 values; " +
+          q8Misfit + " is not");
     if (badWeight)
       return fail(&op, "a weight operand is not a compile-time weight "
                        "(moe.param and transforms of it)");
@@ -1184,6 +1220,16 @@ llvm::Expected<CpuProgram> planCpuProgram(ModuleOp module,
     if (!cpuHasAvx512Bf16(options.cpu))
       return llvm::createStringError(
           "--dot-activations=bf16 needs AVX512-BF16, which --cpu=" +
+          options.cpu + " does not have");
+  }
+  if (options.weightType == WeightType::Q8_0) {
+    if (!options.cudaChip.empty())
+      return llvm::createStringError(
+          "--dtype=q8_0 is for CPU targets (the CUDA kernels take f32 or "
+          "bf16 weights)");
+    if (!cpuHasF16c(options.cpu))
+      return llvm::createStringError(
+          "--dtype=q8_0 needs F16C (its block scales are f16), which --cpu=" +
           options.cpu + " does not have");
   }
   program.bf16Dot = options.cudaChip.empty() &&

@@ -17,6 +17,30 @@
 
 namespace moec::cpu {
 
+static ArtifactDType artifactType(WeightType type) {
+  switch (type) {
+  case WeightType::BF16:
+    return ArtifactDType::BF16;
+  case WeightType::Q8_0:
+    return ArtifactDType::Q8_0;
+  case WeightType::F32:
+    break;
+  }
+  return ArtifactDType::F32;
+}
+
+static const char *weightTypeName(WeightType type) {
+  switch (type) {
+  case WeightType::BF16:
+    return "bf16";
+  case WeightType::Q8_0:
+    return "q8_0";
+  case WeightType::F32:
+    break;
+  }
+  return "f32";
+}
+
 static ArtifactBinding toArtifact(const PlannedBinding &binding) {
   switch (binding.kind) {
   case PlannedBinding::Arena:
@@ -78,13 +102,12 @@ static llvm::Error writeManifest(const CpuProgram &program,
     llvm::json::Array shape;
     for (int64_t dim : weight.shape)
       shape.push_back(dim);
-    weights.push_back(
-        llvm::json::Object{{"name", weight.name},
-                           {"dtype", weight.isBf16 ? "bf16" : "f32"},
-                           {"shape", std::move(shape)},
-                           {"offset", offset},
-                           {"size", weight.bytes()},
-                           {"source", recipe(weight.expr)}});
+    weights.push_back(llvm::json::Object{{"name", weight.name},
+                                         {"dtype", weightTypeName(weight.type)},
+                                         {"shape", std::move(shape)},
+                                         {"offset", offset},
+                                         {"size", weight.bytes()},
+                                         {"source", recipe(weight.expr)}});
   }
   llvm::json::Object manifest{
       {"format", "moec-deferred-weights-1"},
@@ -133,9 +156,11 @@ llvm::Error writeArtifact(const CpuProgram &program, const ModelConfig &config,
       program.kvCaches.empty() ? 0 : program.kvCaches.front().keyShape[0];
   info.bosTokenId = config.bosTokenId.value_or(-1);
   info.eosTokenIds = config.eosTokenIds;
-  bool bf16 = llvm::any_of(program.weights,
-                           [](const PlannedWeight &w) { return w.isBf16; });
-  info.computeDType = bf16 ? ArtifactDType::BF16 : ArtifactDType::F32;
+  // The matrices' type (1-D weights are f32 whatever --dtype says).
+  info.computeDType = ArtifactDType::F32;
+  for (const PlannedWeight &weight : program.weights)
+    if (weight.type != WeightType::F32)
+      info.computeDType = artifactType(weight.type);
   info.configJson = configJson.str();
   info.tokenizerJson = output.tokenizerJson;
   info.tokenizerConfigJson = output.tokenizerConfigJson;
@@ -146,11 +171,11 @@ llvm::Error writeArtifact(const CpuProgram &program, const ModelConfig &config,
   for (const PlannedWeight &weight : program.weights)
     total += weight.bytes();
   for (const PlannedWeight &weight : program.weights) {
-    llvm::Expected<uint32_t> index = builder.addWeight(
-        weight.name, weight.isBf16 ? ArtifactDType::BF16 : ArtifactDType::F32,
-        weight.shape, [&](llvm::raw_ostream &os) {
-          return writeWeight(weight, checkpoint, os);
-        });
+    llvm::Expected<uint32_t> index =
+        builder.addWeight(weight.name, artifactType(weight.type), weight.shape,
+                          [&](llvm::raw_ostream &os) {
+                            return writeWeight(weight, checkpoint, os);
+                          });
     if (!index)
       return index.takeError();
     written += weight.bytes();

@@ -165,6 +165,30 @@ TEST(TargetArtifactWriter, EqualInputsGiveIdenticalBytes) {
   EXPECT_EQ(readBytes(dir.path("c.moec")), readBytes(dir.path("d.moec")));
 }
 
+TEST(TargetArtifactWriter, Q8WeightsAreWholeBlocksOf34Bytes) {
+  TestDirectory dir;
+  auto builder = ArtifactBuilder::create(dir.path("q8.moec"));
+  ASSERT_EQ(messageOf(builder), "");
+  (*builder)->setModelInfo(tinyModel());
+  // Two rows of 32: two blocks, 68 bytes.
+  Expected<uint32_t> index = (*builder)->addWeight(
+      "q", ArtifactDType::Q8_0, {2, 32}, [](raw_ostream &os) {
+        os << std::string(68, '\x01');
+        return Error::success();
+      });
+  EXPECT_EQ(messageOf(index), "");
+  uint64_t bytes = 0;
+  EXPECT_TRUE(artifactTensorBytes(ArtifactDType::Q8_0, 64, bytes));
+  EXPECT_EQ(bytes, 68u);
+  EXPECT_FALSE(artifactTensorBytes(ArtifactDType::Q8_0, 60, bytes));
+  Expected<uint32_t> partial =
+      (*builder)->addWeight("r", ArtifactDType::Q8_0, {3, 20},
+                            [](raw_ostream &os) { return Error::success(); });
+  EXPECT_EQ(messageOf(partial), dir.path("q8.moec") +
+                                    ": weight 'r': 60 elements are not whole "
+                                    "q8_0 blocks");
+}
+
 TEST(TargetArtifactWriter, WrongStreamedSizeFailsAndLeavesNothing) {
   TestDirectory dir;
   std::string path = dir.path("bad.moec");

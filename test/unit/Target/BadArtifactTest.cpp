@@ -184,6 +184,14 @@ TEST_F(RuntimeBadArtifact, WeightSizeDisagreesWithItsShape) {
                      "(148 bytes)");
 }
 
+TEST_F(RuntimeBadArtifact, Q8WeightIsNotWholeBlocks) {
+  // 37 values: one whole Q8_0 block of 32 and 5 over.
+  table().mutable_weights()->GetMutableObject(0)->mutate_dtype(fb::DType::Q8_0);
+  EXPECT_EQ(load(), MOEC_INVALID_ARTIFACT);
+  EXPECT_EQ(message,
+            "weights[0] 'bias': 37 elements are not whole q8_0 blocks");
+}
+
 TEST_F(RuntimeBadArtifact, KernelIndexOutOfRange) {
   dispatch(0, 1).mutate_kernel(99);
   EXPECT_EQ(load(), MOEC_INVALID_ARTIFACT);
