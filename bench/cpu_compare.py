@@ -10,15 +10,16 @@ in one run on this machine, on the same random weights and the same prompts.
    (/work/shared/tokenizers/deepseek_v3 or --tokenizer) and its vocab_size
    (128815 ids incl. added tokens) so llama.cpp's converter accepts them.
 2. Machine copy/read bandwidth with build/bin/moec-bench-stream.
-3. Per checkpoint and precision (bf16, f32), each measurement its own
+3. Per checkpoint and precision (bf16, f32, q8_0), each measurement its own
    subprocess (peak RSS from os.wait4):
    moec     compile --dtype=D --max-seq-len=P2+N; moec-run --json on the
             P1-token prompt (prefill P1 + N decode steps) and on the P2 one.
-   llama.cpp  convert_hf_to_gguf.py --outtype bf16|f32; llama-bench
+   llama.cpp  convert_hf_to_gguf.py --outtype bf16|f32|q8_0; llama-bench
             -p P1,P2 -n 0 and -p 0 -n N -d P1 (mean of -r reps); the same
             prompt ids through bench/llama_driver.cpp (peak RSS, a
             cross-check of llama-bench, and the generated ids).
-   torch    from_pretrained(dtype=bf16|f32), set_num_threads; one forward of
+   torch    from_pretrained(dtype=bf16|f32), set_num_threads (not for q8_0,
+            which eager transformers has no kernels for); one forward of
             P1 and P2 tokens (logits_to_keep=1) in one subprocess, generate()
             of N+1 greedy tokens (min_new_tokens = max_new_tokens, so EOS is
             ignored) after the P1 prompt in another.
@@ -64,7 +65,10 @@ VENV_PY = os.path.join(VENV, "bin", "python")
 REQUIREMENTS = os.path.join(BENCH, "requirements-cpu-compare.txt")
 TOKENIZER = "/work/shared/tokenizers/deepseek_v3"
 LLAMA_CPP_PYTHON = "0.3.36"  # its sdist vendors llama.cpp 0c1e57098
-DTYPES = ("bf16", "f32")
+DTYPES = ("bf16", "f32", "q8_0")
+# Bytes per matrix element (1-D weights stay f32 in every precision); Q8_0
+# is 34 bytes per block of 32.
+MATRIX_BYTES = {"bf16": 2, "f32": 4, "q8_0": 34 / 32}
 TOOLS = ("moec", "llama.cpp", "torch")
 
 # Checkpoints: (base config or None for make_random_checkpoint's built-in
@@ -250,8 +254,8 @@ def weight_accounting(ckpt):
     vectors, active_vectors = params - matrix, active - active_matrix
     kv_floats = (cfg["kv_lora_rank"] + cfg["qk_rope_head_dim"]) * cfg["num_hidden_layers"]
     return {"config": cfg, "parameters": params, "active_parameters_per_token": int(active),
-            "weights_bytes": {d: matrix * (2 if d == "bf16" else 4) + vectors * 4 for d in DTYPES},
-            "decode_weight_bytes_per_token": {d: int(active_matrix * (2 if d == "bf16" else 4)
+            "weights_bytes": {d: int(matrix * MATRIX_BYTES[d]) + vectors * 4 for d in DTYPES},
+            "decode_weight_bytes_per_token": {d: int(active_matrix * MATRIX_BYTES[d]
                                                      + active_vectors * 4) for d in DTYPES},
             "kv_bytes_per_position_latent_f32": kv_floats * 4}
 
@@ -788,7 +792,7 @@ def main():
     parser.add_argument("--llama-dir", default=os.path.join(CACHE, "llama.cpp"),
                         help="where llama.cpp's source and build are cached")
     parser.add_argument("--models", default="v2lite,v3", help="comma-separated: v2lite, v3")
-    parser.add_argument("--dtypes", default="bf16,f32")
+    parser.add_argument("--dtypes", default="bf16,f32,q8_0")
     parser.add_argument("--v2-layers", type=int, default=6, help="layers of the DeepSeek-V2-Lite checkpoint")
     parser.add_argument("--prompt-lengths", help="two prompt lengths (default 128,512; --quick 32,64)")
     parser.add_argument("--decode-tokens", type=int, help="decode steps (default 128; --quick 16)")
@@ -919,7 +923,8 @@ def main():
             for tool, skip, fn in (("moec", args.skip_moec, lambda: run_moec(ckpt, dtype, prompts, args, work)),
                                    ("llama.cpp", args.skip_llama or paths is None,
                                     lambda: run_llama(ckpt, dtype, prompts, args, paths, work)),
-                                   ("torch", args.skip_torch, lambda: run_torch(ckpt, dtype, prompts, args, work))):
+                                   ("torch", args.skip_torch or dtype == "q8_0",
+                                    lambda: run_torch(ckpt, dtype, prompts, args, work))):
                 if skip:
                     continue
                 log(f"== {model['name']} {dtype} {tool}")
