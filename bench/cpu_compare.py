@@ -846,7 +846,9 @@ def main():
                            "decode": f"{args.decode_tokens} single-token greedy steps after the {p1}-token prompt, EOS ignored",
                            "precisions": dtypes},
               "notes": {
-                  "q8_0": "not measured: moec has no int8 weights yet (bf16 and f32 only)",
+                  "q8_0": "moec --dtype=q8_0 (GGUF Q8_0 weight blocks, f32 activations) against llama.cpp's "
+                          "--outtype q8_0 GGUF (the same weight bytes; llama.cpp also quantizes the activations "
+                          "to Q8_0 for integer dot products); torch is not run at q8_0",
                   "llama.cpp numbers": "prefill from llama-bench -p P1,P2 -n 0 (its own random prompt), "
                                        "decode from llama-bench -p 0 -n N -d P1 (N steps at depth P1); median of "
                                        "the -r samples after llama-bench's warm-up; -lm none (weights read into "
