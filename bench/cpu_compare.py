@@ -694,8 +694,8 @@ def markdown(result):
     lines = [f"CPU: {result['machine']['cpu_model']}, {result['machine']['threads']} threads; copy "
              f"{result['machine']['stream']['copy_GBps']} GB/s, read {result['machine']['stream']['read_GBps']} GB/s",
              "", f"| checkpoint | dtype | tool | prefill{p1} tok/s | prefill{p2} tok/s | decode tok/s (N={n}) "
-             "| peak RSS GiB | weights GiB | decode BW / copy |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| peak RSS GiB | weights GiB | decode BW / copy | decode BW / read |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for ck in result["checkpoints"]:
         for dtype, entry in ck["results"].items():
             for tool in TOOLS:
@@ -703,12 +703,12 @@ def markdown(result):
                 if not r:
                     continue
                 if "error" in r:
-                    lines.append(f"| {ck['name']} | {dtype} | {tool} | error: {r['error'][:60]!r} ||||||")
+                    lines.append(f"| {ck['name']} | {dtype} | {tool} | error: {r['error'][:60]!r} |||||||")
                     continue
                 lines.append(f"| {ck['name']} | {dtype} | {tool} | {fmt(r['prefill128_tok_s'])} | "
                              f"{fmt(r['prefill512_tok_s'])} | {fmt(r['decode_tok_s'], 2)} | "
                              f"{gib(r['peak_rss_bytes'])} | {gib(r.get('weights_bytes'))} | "
-                             f"{fmt(r.get('fraction_of_copy_bw'), 3)} |")
+                             f"{fmt(r.get('fraction_of_copy_bw'), 3)} | {fmt(r.get('fraction_of_read_bw'), 3)} |")
     lines += ["", f"| checkpoint | dtype | ratio | prefill{p1} | prefill{p2} | decode | peak RSS |",
               "|---|---|---|---:|---:|---:|---:|"]
     for ck in result["checkpoints"]:

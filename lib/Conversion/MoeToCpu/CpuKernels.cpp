@@ -53,6 +53,11 @@ std::vector<std::string> KernelLibrary::names() const {
   return result;
 }
 
+// How far ahead of the current weight row position the single-token dot
+// products prefetch (bytes): far enough to cover memory latency at one
+// core's streaming rate, near enough to stay in L1/L2 until used.
+static constexpr int64_t kDotPrefetchBytes = 8192;
+
 // Loads of Q8_0 weights (Elt::Q8): element i lives in block i / 32, 34
 // bytes each (an f16 scale d, then 32 int8 q), and reads as d * q. A vector
 // load stays inside one block: rows are whole blocks (the planner checks)
@@ -443,6 +448,25 @@ std::string KernelLibrary::dot(Elt weight, int64_t length, bool roundedX) {
            subst(step.multiplyAdd, {{"R", r}, {"A", a}, {"X", x}, {"WV", w}}) +
            "\n";
   };
+  // Weight rows stream from memory once per token. A single core issues too
+  // few requests on its own to keep up (the hardware prefetchers stop at
+  // page boundaries), so each cache line of the row is prefetched
+  // kDotPrefetchBytes ahead; rows are contiguous, so that reaches into the
+  // next rows. Q8_0's block loads prefetch themselves (@ldq32_i8).
+  std::string prefetches;
+  if (weight == Elt::F32 || weight == Elt::BF16) {
+    int64_t eltBytes = weight == Elt::F32 ? 4 : 2;
+    prefetches = "      %kpf = arith.constant " +
+                 num(kDotPrefetchBytes / eltBytes) + " : index\n";
+    for (int q = 0; q < 4; ++q) {
+      if (q * step.step * eltBytes % 64 != 0)
+        continue;
+      std::string i = num(q);
+      prefetches += "      %pf" + i + " = arith.addi %w" + i +
+                    "i, %kpf : index\n      memref.prefetch %w[%pf" + i +
+                    "], read, locality<3>, data : memref<?x$W>\n";
+    }
+  }
   std::string text =
       R"(
   func.func private $NAME(%x: memref<?x$XE>, %xo: index, %w: memref<?x$W>, %wo: index) -> f32 $INTERNAL {
@@ -466,8 +490,8 @@ std::string KernelLibrary::dot(Elt weight, int64_t length, bool roundedX) {
       %w2i = arith.addi %w0i, %c16 : index
       %x3i = arith.addi %x0i, %c24 : index
       %w3i = arith.addi %w0i, %c24 : index
-)" + loads(0) +
-      loads(1) + loads(2) + loads(3) + madd("r0", "a0", "x0", "w0") +
+)" + prefetches +
+      loads(0) + loads(1) + loads(2) + loads(3) + madd("r0", "a0", "x0", "w0") +
       madd("r1", "a1", "x1", "w1") + madd("r2", "a2", "x2", "w2") +
       madd("r3", "a3", "x3", "w3") +
       R"(      scf.yield %r0, %r1, %r2, %r3 : vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>, vector<$VWxf32>
