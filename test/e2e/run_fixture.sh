@@ -23,6 +23,10 @@ case " $flags " in
   *" --prefill-logits=last "*) prefill_dump=(); prefill_check=() ;;
   *) flags="$flags --prefill-logits=all" ;;
 esac
+if [[ " $flags " == *" --cpu=x86-64-v3 "* ]] && ! grep -qw avx2 /proc/cpuinfo; then
+  echo "this CPU has no AVX2: skipped"
+  exit 77
+fi
 if [[ " $flags " == *" --dot-activations=bf16 "* ]] &&
   ! grep -qw avx512_bf16 /proc/cpuinfo; then
   echo "this CPU has no AVX512-BF16: skipped"

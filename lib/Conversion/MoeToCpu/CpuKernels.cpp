@@ -89,15 +89,6 @@ static constexpr const char *kQ8Helpers = R"(
     %r = arith.mulf %qf, %d : f32
     return %r : f32
   }
-  func.func private @ld8_i8(%m: memref<?xi8>, %i: index) -> vector<8xf32> $INTERNAL {
-    %s, %qi = func.call @q8_at(%i) : (index) -> (index, index)
-    %q = vector.load %m[%qi] : memref<?xi8>, vector<8xi8>
-    %qf = arith.sitofp %q : vector<8xi8> to vector<8xf32>
-    %d = func.call @q8_scale(%m, %s) : (memref<?xi8>, index) -> f32
-    %dv = vector.broadcast %d : f32 to vector<8xf32>
-    %r = arith.mulf %qf, %dv : vector<8xf32>
-    return %r : vector<8xf32>
-  }
   // One whole block (i a multiple of 32): its values as two f32 vectors,
   // unscaled, and the scale in every lane. Widening makes the loop slow
   // enough per byte that the hardware prefetchers fall behind: blocks 8 KiB
@@ -126,14 +117,19 @@ static constexpr const char *kQ8Helpers = R"(
     %d = arith.extf %db : vector<16xf16> to vector<16xf32>
     return %fl, %fh, %d : vector<16xf32>, vector<16xf32>, vector<16xf32>
   }
-  func.func private @ld16_i8(%m: memref<?xi8>, %i: index) -> vector<16xf32> $INTERNAL {
+)";
+
+// $LANES consecutive Q8_0 weights (a vector never straddles a block), each
+// scaled by its block's d; instantiated for 8 and 16 lanes.
+static constexpr const char *kQ8LanesHelper = R"(
+  func.func private @ld$LANES_i8(%m: memref<?xi8>, %i: index) -> vector<$LANESxf32> $INTERNAL {
     %s, %qi = func.call @q8_at(%i) : (index) -> (index, index)
-    %q = vector.load %m[%qi] : memref<?xi8>, vector<16xi8>
-    %qf = arith.sitofp %q : vector<16xi8> to vector<16xf32>
+    %q = vector.load %m[%qi] : memref<?xi8>, vector<$LANESxi8>
+    %qf = arith.sitofp %q : vector<$LANESxi8> to vector<$LANESxf32>
     %d = func.call @q8_scale(%m, %s) : (memref<?xi8>, index) -> f32
-    %dv = vector.broadcast %d : f32 to vector<16xf32>
-    %r = arith.mulf %qf, %dv : vector<16xf32>
-    return %r : vector<16xf32>
+    %dv = vector.broadcast %d : f32 to vector<$LANESxf32>
+    %r = arith.mulf %qf, %dv : vector<$LANESxf32>
+    return %r : vector<$LANESxf32>
   }
 )";
 
@@ -170,8 +166,11 @@ $EXT16    return %r : vector<16xf32>
 )",
                   {{"W", wt}, {"EXT", ext}, {"EXT8", ext8}, {"EXT16", ext16}});
   }
-  if (!gpu)
+  if (!gpu) {
     text += kQ8Helpers;
+    for (const char *lanes : {"8", "16"})
+      text += subst(kQ8LanesHelper, {{"LANES", lanes}});
+  }
   text += R"(
   func.func private @sigmoid(%a: f32) -> f32 $INTERNAL {
     %one = arith.constant 1.0 : f32
