@@ -436,6 +436,7 @@ Status CudaSession::create(const CudaModel &model, const ArtifactFile &file,
 
 Status CudaSession::prepare(const fb::EntryPoint &entry, Prepared &prepared) {
   const fb::Artifact &artifact = file->artifact();
+  prepared.entry = &entry;
   size_t numMemRefs = 0;
   for (const fb::Dispatch *dispatch : *entry.dispatches())
     numMemRefs += dispatch->bindings()->size() + 1;
@@ -457,7 +458,6 @@ Status CudaSession::prepare(const fb::EntryPoint &entry, Prepared &prepared) {
     prepared.steps.emplace_back();
     Step &step = prepared.steps.back();
     step.kernel = &model->kernel(dispatch->executable(), dispatch->kernel());
-    step.kernelIndex = dispatch->kernel();
     step.perToken = dispatch->work() ? dispatch->work()->per_token() : 0;
     step.fixed = dispatch->work() ? dispatch->work()->fixed() : 0;
     step.work = 0;
@@ -499,9 +499,7 @@ Status CudaSession::launch(Prepared &prepared, int64_t tokens) {
     for (cuda::CUevent &event : prepared.events)
       MOEC_RETURN_IF_ERROR(
           driver.check(driver.cuEventCreate(&event, 0), "cuEventCreate"));
-    prepared.timings.resize(prepared.steps.size());
-    for (size_t i = 0; i < prepared.steps.size(); ++i)
-      prepared.timings.kernelIndex[i] = prepared.steps[i].kernelIndex;
+    prepared.timings.describe(file->artifact(), *prepared.entry);
   }
   for (size_t i = 0; i < prepared.steps.size(); ++i) {
     Step &step = prepared.steps[i];

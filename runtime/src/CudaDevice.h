@@ -145,12 +145,12 @@ private:
   };
   struct Step {
     const CudaModel::Kernel *kernel;
-    uint32_t kernelIndex = 0; // for the profile
     int64_t perToken, fixed;
     int64_t work; // this call's work items (a kernel parameter)
     std::vector<void *> params;
   };
   struct Prepared {
+    const fb::EntryPoint *entry = nullptr;
     std::vector<MemRef> memrefs; // never resized after prepare()
     std::vector<Step> steps;
     // MOEC_PROFILE: an event before each step and one after the last, and

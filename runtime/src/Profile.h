@@ -11,7 +11,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
+
+namespace moec::fb {
+struct Artifact;
+struct EntryPoint;
+} // namespace moec::fb
 
 namespace moec::runtime {
 
@@ -19,18 +25,19 @@ namespace moec::runtime {
 bool profilingRequested();
 
 struct KernelProfile {
-  /// Per dispatch (step) of the entry point.
+  /// Per dispatch (step) of the entry point: its kernel, the largest weight
+  /// it reads (layer numbers as '*', so one line covers every layer; empty
+  /// when it reads none), and the time and launches so far.
   std::vector<uint32_t> kernelIndex;
+  std::vector<std::string> weight;
   std::vector<double> milliseconds;
   std::vector<int64_t> launches;
 
-  void resize(size_t steps) {
-    kernelIndex.resize(steps);
-    milliseconds.assign(steps, 0.0);
-    launches.assign(steps, 0);
-  }
-  /// Prints "moec profile (NAME): ... on WHERE" and one line per kernel to
-  /// stderr; nothing when no call was timed.
+  /// Sizes the tables for `entry`'s dispatches, times zeroed.
+  void describe(const fb::Artifact &artifact, const fb::EntryPoint &entry);
+  bool described() const { return !milliseconds.empty(); }
+  /// Prints "moec profile (NAME): ... on WHERE" and one line per kernel and
+  /// weight to stderr, largest first; nothing when no call was timed.
   void print(const char *name, const char *where) const;
 };
 

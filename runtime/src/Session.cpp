@@ -158,7 +158,6 @@ Status moec_session::prepare(const fb::EntryPoint &entry,
     PreparedEntry::Step step;
     step.kernel =
         model->executables[dispatch->executable()]->kernel(dispatch->kernel());
-    step.kernelIndex = dispatch->kernel();
     step.firstBinding = static_cast<uint32_t>(prepared.pointers.size());
     step.perToken = dispatch->work() ? dispatch->work()->per_token() : 0;
     step.fixed = dispatch->work() ? dispatch->work()->fixed() : 0;
@@ -213,11 +212,8 @@ Status moec_session::run(PreparedEntry &prepared, const int64_t *ids,
     return Status();
   }
   KernelProfile &timings = prepared.timings;
-  if (timings.milliseconds.empty()) {
-    timings.resize(prepared.steps.size());
-    for (size_t i = 0; i < prepared.steps.size(); ++i)
-      timings.kernelIndex[i] = prepared.steps[i].kernelIndex;
-  }
+  if (!timings.described())
+    timings.describe(model->file->artifact(), *prepared.entry);
   for (size_t i = 0; i < prepared.steps.size(); ++i) {
     const PreparedEntry::Step &step = prepared.steps[i];
     auto start = std::chrono::steady_clock::now();

@@ -44,7 +44,6 @@ private:
 struct PreparedEntry {
   struct Step {
     CpuKernel kernel;
-    uint32_t kernelIndex;  // for the profile
     uint32_t firstBinding; // into `pointers`
     int64_t perToken, fixed, grain;
   };
