@@ -419,6 +419,43 @@ KernelLibrary::XOperand KernelLibrary::singleTokenX(Elt weight,
           "%xbf", "memref<?xbf16>", "%c0"};
 }
 
+// Weight rows stream from memory once per token. A single core issues too
+// few requests on its own to keep up (the hardware prefetchers stop at page
+// boundaries), so single-token dot products prefetch each cache line of a
+// row kDotPrefetchBytes ahead of where they read; rows are contiguous, so
+// that reaches into the next rows. Q8_0's block loads prefetch themselves
+// (@ldq32_i8), so only f32 and bf16 rows get this.
+static int64_t eltBytes(Elt elt) {
+  switch (elt) {
+  case Elt::BF16:
+    return 2;
+  case Elt::Q8:
+    return 1; // the int8 values; blocks add a 2-byte scale per 32
+  case Elt::I64:
+    return 8;
+  case Elt::F32:
+  case Elt::I32:
+    return 4;
+  }
+  return 4;
+}
+
+static std::string rowPrefetch(Elt weight, const std::string &memref,
+                               const std::string &index,
+                               const std::string &tag) {
+  if (weight != Elt::F32 && weight != Elt::BF16)
+    return "";
+  return subst(R"(      %pfd$T = arith.constant $D : index
+      %pf$T = arith.addi $I, %pfd$T : index
+      memref.prefetch $M[%pf$T], read, locality<3>, data : memref<?x$W>
+)",
+               {{"T", tag},
+                {"D", num(kDotPrefetchBytes / eltBytes(weight))},
+                {"I", index},
+                {"M", memref},
+                {"W", eltName(weight)}});
+}
+
 // Dot product of x[xo : xo + length] (f32) and w[wo : wo + length]: four
 // vector accumulators, then one, then a scalar tail.
 std::string KernelLibrary::dot(Elt weight, int64_t length, bool roundedX) {
@@ -447,25 +484,10 @@ std::string KernelLibrary::dot(Elt weight, int64_t length, bool roundedX) {
            subst(step.multiplyAdd, {{"R", r}, {"A", a}, {"X", x}, {"WV", w}}) +
            "\n";
   };
-  // Weight rows stream from memory once per token. A single core issues too
-  // few requests on its own to keep up (the hardware prefetchers stop at
-  // page boundaries), so each cache line of the row is prefetched
-  // kDotPrefetchBytes ahead; rows are contiguous, so that reaches into the
-  // next rows. Q8_0's block loads prefetch themselves (@ldq32_i8).
   std::string prefetches;
-  if (weight == Elt::F32 || weight == Elt::BF16) {
-    int64_t eltBytes = weight == Elt::F32 ? 4 : 2;
-    prefetches = "      %kpf = arith.constant " +
-                 num(kDotPrefetchBytes / eltBytes) + " : index\n";
-    for (int q = 0; q < 4; ++q) {
-      if (q * step.step * eltBytes % 64 != 0)
-        continue;
-      std::string i = num(q);
-      prefetches += "      %pf" + i + " = arith.addi %w" + i +
-                    "i, %kpf : index\n      memref.prefetch %w[%pf" + i +
-                    "], read, locality<3>, data : memref<?x$W>\n";
-    }
-  }
+  for (int q = 0; q < 4; ++q)
+    if (q * step.step * eltBytes(weight) % 64 == 0)
+      prefetches += rowPrefetch(weight, "%w", "%w" + num(q) + "i", num(q));
   std::string text =
       R"(
   func.func private $NAME(%x: memref<?x$XE>, %xo: index, %w: memref<?x$W>, %wo: index) -> f32 $INTERNAL {
@@ -1044,6 +1066,10 @@ std::string KernelLibrary::dotTile(Elt weight, int64_t length, int rows,
             step.loadW,
             {{"V", "wv" + num(r)}, {"I", "wi" + num(r)}, {"M", "w" + num(r)}}) +
         "\n";
+    // One token's tiles (decode) stream their rows like dot(); four tokens'
+    // (prefill) reuse each row enough that prefetching did not pay.
+    if (tokens == 1)
+      text += rowPrefetch(weight, "%w" + num(r), "%wi" + num(r), "r" + num(r));
     for (int j = 0; j < tokens; ++j) {
       std::string a = num(r * tokens + j);
       text += "      " +
