@@ -53,11 +53,6 @@ std::vector<std::string> KernelLibrary::names() const {
   return result;
 }
 
-// How far ahead of the current weight row position the single-token dot
-// products prefetch (bytes): far enough to cover memory latency at one
-// core's streaming rate, near enough to stay in L1/L2 until used.
-static constexpr int64_t kDotPrefetchBytes = 8192;
-
 // Loads of Q8_0 weights (Elt::Q8): element i lives in block i / 32, 34
 // bytes each (an f16 scale d, then 32 int8 q), and reads as d * q. A vector
 // load stays inside one block: rows are whole blocks (the planner checks)
@@ -419,18 +414,14 @@ KernelLibrary::XOperand KernelLibrary::singleTokenX(Elt weight,
           "%xbf", "memref<?xbf16>", "%c0"};
 }
 
-// Weight rows stream from memory once per token. A single core issues too
-// few requests on its own to keep up (the hardware prefetchers stop at page
-// boundaries), so single-token dot products prefetch each cache line of a
-// row kDotPrefetchBytes ahead of where they read; rows are contiguous, so
-// that reaches into the next rows. Q8_0's block loads prefetch themselves
-// (@ldq32_i8), so only f32 and bf16 rows get this.
+// Bytes per element as the kernels index memrefs (Q8_0: the int8 values,
+// its blocks add a 2-byte scale per 32).
 static int64_t eltBytes(Elt elt) {
   switch (elt) {
   case Elt::BF16:
     return 2;
   case Elt::Q8:
-    return 1; // the int8 values; blocks add a 2-byte scale per 32
+    return 1;
   case Elt::I64:
     return 8;
   case Elt::F32:
@@ -440,6 +431,18 @@ static int64_t eltBytes(Elt elt) {
   return 4;
 }
 
+// How far ahead of where a single-token dot product reads its weight row
+// it prefetches (bytes): far enough to cover memory latency at one core's
+// streaming rate, near enough to stay in L1/L2 until used.
+static constexpr int64_t kDotPrefetchBytes = 8192;
+
+// Weight rows stream from memory once per token. A single core issues too
+// few requests on its own to keep up (the hardware prefetchers stop at page
+// boundaries), so single-token dot products prefetch the row
+// kDotPrefetchBytes ahead of where they read; rows are contiguous, so that
+// reaches into the next rows. Q8_0's block loads prefetch themselves
+// (@ldq32_i8), so only f32 and bf16 rows get this: the text for one
+// prefetch at `memref`[`index` + ahead], its values named after `tag`.
 static std::string rowPrefetch(Elt weight, const std::string &memref,
                                const std::string &index,
                                const std::string &tag) {
@@ -484,6 +487,7 @@ std::string KernelLibrary::dot(Elt weight, int64_t length, bool roundedX) {
            subst(step.multiplyAdd, {{"R", r}, {"A", a}, {"X", x}, {"WV", w}}) +
            "\n";
   };
+  // One prefetch per 64-byte cache line of the four loads.
   std::string prefetches;
   for (int q = 0; q < 4; ++q)
     if (q * step.step * eltBytes(weight) % 64 == 0)
